@@ -31,13 +31,36 @@ pub(crate) struct TaskId {
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
+pin_project_lite::pin_project! {
+    /// A task's future together with its waker, in one allocation, so that a poll
+    /// needs no waker clone.
+    struct TaskCell<F> {
+        waker: Waker,
+        #[pin]
+        future: F,
+    }
+}
+
+/// A task's future as the executor sees it: it polls itself with its own waker.
+pub(crate) trait Runnable {
+    fn run(self: Pin<&mut Self>) -> Poll<()>;
+}
+
+impl<F: Future<Output = ()>> Runnable for TaskCell<F> {
+    fn run(self: Pin<&mut Self>) -> Poll<()> {
+        let this = self.project();
+        this.future.poll(&mut Context::from_waker(this.waker))
+    }
+}
+
+type BoxRunnable = Pin<Box<dyn Runnable>>;
+
 /// One spawned task.
 pub(crate) struct Task {
     pub(crate) seq: u64,
     pub(crate) node: NodeId,
     /// `None` while the task is being polled.
-    pub(crate) future: Option<BoxFuture>,
-    pub(crate) waker: Waker,
+    pub(crate) future: Option<BoxRunnable>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) location: &'static Location<'static>,
     /// In the ready set or in its node's deferred list.
@@ -108,7 +131,7 @@ impl World {
         node: NodeId,
         name: Cow<'static, str>,
         location: &'static Location<'static>,
-        future: BoxFuture,
+        future: impl Future<Output = ()> + 'static,
         now_ns: u64,
     ) -> TaskId {
         assert!(self.nodes[node.index()].state != NodeState::Killed);
@@ -119,11 +142,11 @@ impl World {
         let id = TaskId { key, seq };
         let waker = Waker::from(Arc::new(TaskWaker { id, queue: Arc::clone(wakes) }));
         let record_name = self.fingerprint.logging().then(|| name.to_string());
+        let cell: BoxRunnable = Box::pin(TaskCell { waker, future });
         entry.insert(Task {
             seq,
             node,
-            future: Some(future),
-            waker,
+            future: Some(cell),
             name,
             location,
             queued: false,
@@ -225,7 +248,7 @@ impl Shared {
 
     fn poll_task(&self, id: TaskId) -> Result<(), SimError> {
         let now_ns = self.now_ns.get();
-        let (mut future, waker, node) = {
+        let (mut future, node) = {
             let mut world = self.world.borrow_mut();
             world.steps += 1;
             if world.steps > world.config.step_limit {
@@ -235,13 +258,12 @@ impl Shared {
             let task = &mut world.tasks[id.key as usize];
             task.queued = false;
             let future = task.future.take().expect("a ready task is not being polled");
-            let found = (future, task.waker.clone(), task.node);
+            let found = (future, task.node);
             world.current_task = Some(id);
             found
         };
         self.current_node.set(node);
-        let mut context = Context::from_waker(&waker);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut context)));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().run()));
         let mut world = self.world.borrow_mut();
         world.current_task = None;
         let key = id.key as usize;

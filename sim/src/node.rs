@@ -215,7 +215,7 @@ impl Shared {
     /// itself) is dropped as soon as its poll returns.
     pub(crate) fn kill(&self, node: NodeId) -> Result<(), SimError> {
         self.check_node(node, Some("kill"))?;
-        let doomed: Vec<BoxFuture> = {
+        let doomed: Vec<_> = {
             let mut world = self.world.borrow_mut();
             let state = &mut world.nodes[node.index()];
             if state.state == NodeState::Killed {

@@ -167,7 +167,7 @@ impl Shared {
             drop(task);
             None
         } else {
-            Some(world.insert_task(&self.wakes, node, name, location, Box::pin(task), now_ns))
+            Some(world.insert_task(&self.wakes, node, name, location, task, now_ns))
         };
         JoinHandle { cell, id, shared: Rc::clone(self) }
     }

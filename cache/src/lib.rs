@@ -1,0 +1,1 @@
+//! A Dynamo-style distributed in-memory cache (under construction).
