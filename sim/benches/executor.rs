@@ -8,8 +8,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use sim::rand::{RngExt, SimRng};
 use sim::Sim;
+use sim::rand::{RngExt, SimRng};
 
 const SPAWN_BATCH: u64 = 10_000;
 const PING_PONG_ROUNDS: u64 = 10_000;
@@ -81,7 +81,8 @@ fn timers(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut rng = SimRng::new(3, 0);
-                let deadlines: Vec<u64> = (0..TIMER_BATCH).map(|_| rng.below(1_000_000_000)).collect();
+                let deadlines: Vec<u64> =
+                    (0..TIMER_BATCH).map(|_| rng.below(1_000_000_000)).collect();
                 (Sim::new(3), deadlines)
             },
             |(mut sim, deadlines)| {
@@ -110,7 +111,8 @@ fn timers_one_task(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut rng = SimRng::new(4, 0);
-                let deadlines: Vec<u64> = (0..TIMER_BATCH).map(|_| rng.below(1_000_000_000)).collect();
+                let deadlines: Vec<u64> =
+                    (0..TIMER_BATCH).map(|_| rng.below(1_000_000_000)).collect();
                 (Sim::new(4), deadlines)
             },
             |(mut sim, deadlines)| {

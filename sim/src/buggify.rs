@@ -58,7 +58,10 @@ impl Buggify {
 
     /// The call sites reached so far and whether each is switched on.
     pub(crate) fn sites(&self) -> Vec<(String, bool)> {
-        self.sites.iter().map(|((file, line, column), on)| (format!("{file}:{line}:{column}"), *on)).collect()
+        self.sites
+            .iter()
+            .map(|((file, line, column), on)| (format!("{file}:{line}:{column}"), *on))
+            .collect()
     }
 }
 

@@ -81,12 +81,19 @@ impl Builder {
     ///
     /// When the runs differ; the error names the first differing event with a few
     /// events of context from both runs.
-    pub fn check_determinism<F: FnMut(&mut Sim)>(&self, mut body: F) -> Result<u64, DeterminismError> {
+    pub fn check_determinism<F: FnMut(&mut Sim)>(
+        &self,
+        mut body: F,
+    ) -> Result<u64, DeterminismError> {
         let builder = self.clone().event_log(EVENT_LOG_CHECK_MAX);
         let mut run = || {
             let mut sim = builder.build();
             body(&mut sim);
-            Run { fingerprint: sim.fingerprint(), count: sim.event_count(), events: sim.event_log() }
+            Run {
+                fingerprint: sim.fingerprint(),
+                count: sim.event_count(),
+                events: sim.event_log(),
+            }
         };
         let first = run();
         let second = run();

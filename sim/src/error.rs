@@ -143,23 +143,37 @@ impl fmt::Display for ErrorKind {
                 "task '{task}' on node {node} (spawned at {location}) panicked: {message}"
             ),
             ErrorKind::Deadlock { blocked } => {
-                write!(f, "deadlock: the main future waits but no task can run and no timer is set")?;
+                write!(
+                    f,
+                    "deadlock: the main future waits but no task can run and no timer is set"
+                )?;
                 write!(f, "; {} task(s) blocked", blocked.len())?;
                 for task in blocked.iter().take(20) {
                     let paused = if task.paused { ", node paused" } else { "" };
-                    write!(f, "\n  - '{}' on node {} (spawned at {}{paused})", task.task, task.node, task.location)?;
+                    write!(
+                        f,
+                        "\n  - '{}' on node {} (spawned at {}{paused})",
+                        task.task, task.node, task.location
+                    )?;
                 }
                 Ok(())
             }
             ErrorKind::TimeLimit { limit } => {
-                write!(f, "virtual time limit of {limit:?} reached (raise it with Builder::time_limit)")
+                write!(
+                    f,
+                    "virtual time limit of {limit:?} reached (raise it with Builder::time_limit)"
+                )
             }
             ErrorKind::StepLimit { limit } => write!(
                 f,
                 "step limit of {limit} polls reached: a livelock, or raise it with Builder::step_limit"
             ),
             ErrorKind::UnknownNode { node, count } => {
-                write!(f, "unknown node {node}: this simulation has nodes 0 to {}", count.saturating_sub(1))
+                write!(
+                    f,
+                    "unknown node {node}: this simulation has nodes 0 to {}",
+                    count.saturating_sub(1)
+                )
             }
             ErrorKind::MainNode { action } => {
                 write!(f, "cannot {action} the main node: it runs the driving future")

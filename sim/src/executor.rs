@@ -250,11 +250,11 @@ impl Shared {
         let now_ns = self.now_ns.get();
         let (mut future, node) = {
             let mut world = self.world.borrow_mut();
-            world.steps += 1;
-            if world.steps > world.config.step_limit {
+            if world.steps >= world.config.step_limit {
                 let limit = world.config.step_limit;
                 return Err(world.fail(now_ns, ErrorKind::StepLimit { limit }));
             }
+            world.steps += 1;
             let task = &mut world.tasks[id.key as usize];
             task.queued = false;
             let future = task.future.take().expect("a ready task is not being polled");
@@ -308,15 +308,14 @@ impl Shared {
             return Err(world.fail(now_ns, ErrorKind::TimeLimit { limit }));
         }
         self.now_ns.set(next_ns);
-        world.fingerprint.record(next_ns, NodeId::MAIN, tag::ADVANCE, next_ns, || {
-            EventKind::Advance
-        });
+        world
+            .fingerprint
+            .record(next_ns, NodeId::MAIN, tag::ADVANCE, next_ns, || EventKind::Advance);
         let mut fired = std::mem::take(&mut world.fired_buffer);
         let World { timers, fingerprint, .. } = &mut *world;
         timers.fire_due(next_ns, &mut fired, |timer| {
-            fingerprint.record(next_ns, NodeId::MAIN, tag::TIMER, timer, || EventKind::Timer {
-                timer,
-            });
+            fingerprint
+                .record(next_ns, NodeId::MAIN, tag::TIMER, timer, || EventKind::Timer { timer });
         });
         drop(world);
         // Wake outside the borrow: a waker may be any user code.

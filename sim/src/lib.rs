@@ -75,8 +75,7 @@ pub use crate::executor::Step;
 pub use crate::fingerprint::{Event, EventKind};
 pub use crate::node::{NODES_MAX, NodeBuilder, NodeId, NodeState};
 pub use crate::seeds::{
-    CHECK_DETERMINISM_ENV, JOBS_ENV, JOBS_MAX, SEED_ENV, SEEDS_ENV, SeedFailures, Seeds,
-    run_seeds,
+    CHECK_DETERMINISM_ENV, JOBS_ENV, JOBS_MAX, SEED_ENV, SEEDS_ENV, SeedFailures, Seeds, run_seeds,
 };
 pub use crate::sim::{Builder, Handle, STEP_LIMIT_DEFAULT, SchedulerMode, Sim, TIME_LIMIT_DEFAULT};
 pub use crate::task::{JoinError, JoinHandle, current_node, spawn, spawn_named, yield_now};

@@ -185,7 +185,11 @@ impl Shared {
     }
 
     /// Checks that `node` exists and, for lifecycle actions, is not the main node.
-    pub(crate) fn check_node(&self, node: NodeId, action: Option<&'static str>) -> Result<(), SimError> {
+    pub(crate) fn check_node(
+        &self,
+        node: NodeId,
+        action: Option<&'static str>,
+    ) -> Result<(), SimError> {
         let world = self.world.borrow();
         let kind = if node.index() >= world.nodes.len() {
             ErrorKind::UnknownNode { node, count: world.nodes.len() }
@@ -204,11 +208,11 @@ impl Shared {
     fn record_node_event(&self, node: NodeId, action: &'static str) {
         let now_ns = self.now_ns.get();
         let mut world = self.world.borrow_mut();
-        world.fingerprint.record(now_ns, node, tag::NODE, action.len() as u64, || {
-            EventKind::Node { action }
-        });
+        world
+            .fingerprint
+            .record(now_ns, node, tag::NODE, action.len() as u64, || EventKind::Node { action });
         drop(world);
-        tracing::debug!(target: "sim::node", node = %self.node_name(node), "{action}");
+        tracing::info!(target: "sim::node", node = %self.node_name(node), "node {action}");
     }
 
     /// Drops every task of `node` at once; a task that is being polled (the caller
@@ -241,7 +245,11 @@ impl Shared {
     }
 
     /// Kills `node` (if it runs) and starts it again from its init future.
-    pub(crate) fn restart(&self, node: NodeId, location: &'static Location<'static>) -> Result<(), SimError> {
+    pub(crate) fn restart(
+        &self,
+        node: NodeId,
+        location: &'static Location<'static>,
+    ) -> Result<(), SimError> {
         self.kill(node)?;
         {
             let mut world = self.world.borrow_mut();
@@ -272,7 +280,9 @@ impl Shared {
             let tasks = &world.tasks;
             let mut moved = Vec::new();
             world.ready.retain(|id| {
-                let of_node = tasks.get(id.key as usize).is_some_and(|task| task.seq == id.seq && task.node == node);
+                let of_node = tasks
+                    .get(id.key as usize)
+                    .is_some_and(|task| task.seq == id.seq && task.node == node);
                 if of_node {
                     moved.push(*id);
                 }

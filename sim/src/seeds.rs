@@ -59,10 +59,10 @@ impl fmt::Display for SeedFailures {
 
 impl std::error::Error for SeedFailures {}
 
-fn env_u64(name: &str) -> Result<Option<u64>, String> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+fn var_u64(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<u64>, String> {
+    match lookup(name) {
+        None => Ok(None),
+        Some(text) => text.trim().parse().map(Some).map_err(|_| {
             format!("invalid {name}={text:?}: expected a whole number from 0 to {}", u64::MAX)
         }),
     }
@@ -76,19 +76,31 @@ impl Seeds {
     /// When a variable is not a whole number (or `SIM_JOBS` is 0, or
     /// `SIM_CHECK_DETERMINISM` is neither 0 nor 1).
     pub fn try_from_env(default_count: u64) -> Result<Seeds, String> {
-        let seed = env_u64(SEED_ENV)?;
-        let count = env_u64(SEEDS_ENV)?;
+        Seeds::from_lookup(default_count, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Seeds::try_from_env`], reading variables through `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Seeds::try_from_env`].
+    pub fn from_lookup(
+        default_count: u64,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Seeds, String> {
+        let seed = var_u64(&lookup, SEED_ENV)?;
+        let count = var_u64(&lookup, SEEDS_ENV)?;
         let start = seed.unwrap_or(0);
         let count = count.unwrap_or(if seed.is_some() { 1 } else { default_count });
         let end = start.checked_add(count).ok_or_else(|| {
             format!("{SEED_ENV}={start} plus {SEEDS_ENV}={count} passes the largest seed")
         })?;
-        let jobs = match env_u64(JOBS_ENV)? {
+        let jobs = match var_u64(&lookup, JOBS_ENV)? {
             Some(0) => return Err(format!("invalid {JOBS_ENV}=0: expected at least 1")),
             Some(jobs) => usize::try_from(jobs).unwrap_or(JOBS_MAX).min(JOBS_MAX),
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
-        let check_determinism = match env_u64(CHECK_DETERMINISM_ENV)? {
+        let check_determinism = match var_u64(&lookup, CHECK_DETERMINISM_ENV)? {
             None | Some(0) => false,
             Some(1) => true,
             Some(other) => {
@@ -109,7 +121,12 @@ impl Seeds {
 
     /// Exactly these seeds, on `jobs` threads, without reading the environment.
     pub fn new(seeds: Range<u64>, jobs: usize) -> Seeds {
-        Seeds { seeds, jobs: jobs.clamp(1, JOBS_MAX), check_determinism: false, builder: Builder::new() }
+        Seeds {
+            seeds,
+            jobs: jobs.clamp(1, JOBS_MAX),
+            check_determinism: false,
+            builder: Builder::new(),
+        }
     }
 
     /// The settings of every simulation (its seed is replaced by each seed in turn).
@@ -127,6 +144,16 @@ impl Seeds {
     /// The seeds that will run.
     pub fn seeds(&self) -> Range<u64> {
         self.seeds.clone()
+    }
+
+    /// The number of threads that will run them.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Whether each seed runs twice and is compared.
+    pub fn checks_determinism(&self) -> bool {
+        self.check_determinism
     }
 
     /// Runs `body` for every seed and panics, listing each failing seed with its error

@@ -154,9 +154,9 @@ impl Builder {
 
     /// Creates the simulation.
     pub fn build(&self) -> Sim {
-        let shared = Shared::new(self.config.clone());
         let trace = crate::trace::sink(&self.trace, self.capture_trace);
-        Sim { handle: Handle { shared }, trace }
+        let shared = Shared::new(self.config.clone(), trace);
+        Sim { handle: Handle { shared } }
     }
 }
 
@@ -247,6 +247,7 @@ impl Handle {
     ///
     /// For an unknown node or the main node.
     pub fn kill(&self, node: NodeId) -> Result<(), SimError> {
+        let _entered = Entered::new(&self.shared);
         self.shared.kill(node)
     }
 
@@ -258,6 +259,7 @@ impl Handle {
     /// For an unknown node or the main node.
     #[track_caller]
     pub fn restart(&self, node: NodeId) -> Result<(), SimError> {
+        let _entered = Entered::new(&self.shared);
         self.shared.restart(node, Location::caller())
     }
 
@@ -268,6 +270,7 @@ impl Handle {
     ///
     /// For an unknown, main or killed node.
     pub fn pause(&self, node: NodeId) -> Result<(), SimError> {
+        let _entered = Entered::new(&self.shared);
         self.shared.pause(node)
     }
 
@@ -277,6 +280,7 @@ impl Handle {
     ///
     /// For an unknown, main or killed node.
     pub fn resume(&self, node: NodeId) -> Result<(), SimError> {
+        let _entered = Entered::new(&self.shared);
         self.shared.resume(node)
     }
 
@@ -383,7 +387,6 @@ impl Handle {
 /// ```
 pub struct Sim {
     handle: Handle,
-    trace: Option<TraceSink>,
 }
 
 impl fmt::Debug for Sim {
@@ -400,10 +403,17 @@ impl Deref for Sim {
     }
 }
 
-/// Guards that make this simulation current (and its trace the default) while held.
-struct Entered {
+/// Guards that make a simulation current (and its trace the default) while held.
+pub(crate) struct Entered {
     _trace: Option<tracing::dispatcher::DefaultGuard>,
     _context: context::Enter,
+}
+
+impl Entered {
+    pub(crate) fn new(shared: &Rc<Shared>) -> Entered {
+        let trace = shared.trace.as_ref().map(TraceSink::enter);
+        Entered { _trace: trace, _context: context::enter(shared) }
+    }
 }
 
 impl Sim {
@@ -423,8 +433,7 @@ impl Sim {
     }
 
     fn enter(&self) -> Entered {
-        let trace = self.trace.as_ref().map(TraceSink::enter);
-        Entered { _trace: trace, _context: context::enter(&self.handle.shared) }
+        Entered::new(&self.handle.shared)
     }
 
     /// Runs the simulation until `future`, spawned as a task on the main node,
@@ -447,7 +456,9 @@ impl Sim {
         let main = shared.spawn_task(NodeId::MAIN, "main".into(), Location::caller(), future);
         loop {
             if let Some(output) = main.try_take() {
-                return Ok(output.expect("the main node is never killed and its task never aborted"));
+                return Ok(
+                    output.expect("the main node is never killed and its task never aborted")
+                );
             }
             if shared.step(None)? == Step::Idle {
                 return Err(self.deadlock());
@@ -516,7 +527,7 @@ impl Sim {
 
     /// The trace captured so far (see [`Builder::capture_trace`]), emptying the buffer.
     pub fn take_trace(&self) -> Option<String> {
-        self.trace.as_ref().and_then(TraceSink::take)
+        self.handle.shared.trace.as_ref().and_then(TraceSink::take)
     }
 
     /// The logged events (see [`Builder::event_log`]), emptying the log.

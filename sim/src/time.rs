@@ -104,11 +104,22 @@ impl fmt::Display for Instant {
 }
 
 /// A future that completes at a virtual deadline. Dropping it cancels its timer.
+///
+/// Created inside a simulation, its deadline is fixed at creation. Created outside
+/// one (say, `sim.block_on(sleep(d))`), it binds to the simulation that first polls
+/// it, and its deadline counts from then.
 #[must_use = "a Sleep does nothing unless awaited"]
 pub struct Sleep {
-    deadline: Instant,
-    shared: Rc<Shared>,
+    deadline: Deadline,
+    shared: Option<Rc<Shared>>,
     timer: Option<TimerKey>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    At(Instant),
+    /// Not bound to a simulation yet: this long after the first poll.
+    After(Duration),
 }
 
 impl fmt::Debug for Sleep {
@@ -118,23 +129,37 @@ impl fmt::Debug for Sleep {
 }
 
 impl Sleep {
-    /// The deadline.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    /// The deadline; `None` for a sleep created outside a simulation and not polled yet.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.deadline {
+            Deadline::At(deadline) => Some(deadline),
+            Deadline::After(_) => None,
+        }
     }
 
     /// Moves the deadline (an armed timer is cancelled and set again on next poll).
     pub fn reset(&mut self, deadline: Instant) {
         self.cancel_timer();
-        self.deadline = deadline;
+        self.deadline = Deadline::At(deadline);
     }
 
     fn cancel_timer(&mut self) {
         if let Some(timer) = self.timer.take()
-            && let Ok(mut world) = self.shared.world.try_borrow_mut()
+            && let Some(shared) = &self.shared
+            && let Ok(mut world) = shared.world.try_borrow_mut()
         {
             world.timers.remove(timer);
         }
+    }
+
+    /// Binds to the running simulation on first use; returns it and the deadline.
+    fn bind(&mut self) -> (Rc<Shared>, Instant) {
+        let shared = self.shared.get_or_insert_with(context::current);
+        if let Deadline::After(duration) = self.deadline {
+            self.deadline = Deadline::At(Instant(shared.now_ns.get()).saturating_add(duration));
+        }
+        let Deadline::At(deadline) = self.deadline else { unreachable!("bound above") };
+        (Rc::clone(shared), deadline)
     }
 }
 
@@ -143,14 +168,15 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.shared.now_ns.get() >= this.deadline.0 {
+        let (shared, deadline) = this.bind();
+        if shared.now_ns.get() >= deadline.0 {
             this.cancel_timer();
             return Poll::Ready(());
         }
-        let mut world = this.shared.world.borrow_mut();
+        let mut world = shared.world.borrow_mut();
         match this.timer {
             Some(timer) => world.timers.update(timer, cx.waker()),
-            None => this.timer = Some(world.timers.insert(this.deadline.0, cx.waker().clone())),
+            None => this.timer = Some(world.timers.insert(deadline.0, cx.waker().clone())),
         }
         Poll::Pending
     }
@@ -163,23 +189,24 @@ impl Drop for Sleep {
 }
 
 /// Completes after `duration` of virtual time.
-///
-/// # Panics
-///
-/// Outside a running simulation.
 pub fn sleep(duration: Duration) -> Sleep {
-    let shared = context::current();
-    let deadline = Instant(shared.now_ns.get()).saturating_add(duration);
-    Sleep { deadline, shared, timer: None }
+    match context::try_with(|shared| Instant(shared.now_ns.get())) {
+        Some(now) => Sleep {
+            deadline: Deadline::At(now.saturating_add(duration)),
+            shared: Some(context::current()),
+            timer: None,
+        },
+        None => Sleep { deadline: Deadline::After(duration), shared: None, timer: None },
+    }
 }
 
 /// Completes at `deadline` (at once if it has passed).
-///
-/// # Panics
-///
-/// Outside a running simulation.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, shared: context::current(), timer: None }
+    Sleep {
+        deadline: Deadline::At(deadline),
+        shared: context::try_with(|_| context::current()),
+        timer: None,
+    }
 }
 
 /// The error of a [`timeout`] whose deadline passed first.
@@ -222,10 +249,6 @@ impl<F: Future> Future for Timeout<F> {
 
 /// Runs `future` until it completes or `duration` of virtual time passes. The future
 /// is polled first, so one that is ready at the deadline still wins.
-///
-/// # Panics
-///
-/// Outside a running simulation.
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout { future, sleep: sleep(duration) }
 }
@@ -247,11 +270,11 @@ impl Interval {
 
     /// Polls for the next tick; see [`Interval::tick`].
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let scheduled = self.sleep.deadline();
         if Pin::new(&mut self.sleep).poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let now = Instant(self.sleep.shared.now_ns.get());
+        let (shared, scheduled) = self.sleep.bind();
+        let now = Instant(shared.now_ns.get());
         let next = scheduled.saturating_add(self.period);
         let next = if next > now { next } else { now.saturating_add(self.period) };
         self.sleep.reset(next);
@@ -268,12 +291,10 @@ impl Interval {
 ///
 /// # Panics
 ///
-/// Outside a running simulation, or when `period` is zero.
+/// When `period` is zero.
 pub fn interval(period: Duration) -> Interval {
     assert!(!period.is_zero(), "interval period must be positive");
-    let shared = context::current();
-    let now = Instant(shared.now_ns.get());
-    Interval { period, sleep: Sleep { deadline: now, shared, timer: None } }
+    Interval { period, sleep: sleep(Duration::ZERO) }
 }
 
 /// The current node's wall clock: a fixed epoch (2025-01-01T00:00:00Z) plus virtual

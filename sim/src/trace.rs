@@ -55,6 +55,7 @@ impl FormatTime for VirtualTime {
 }
 
 /// A simulation's dispatcher, and its buffer when the trace is captured.
+#[derive(Debug)]
 pub(crate) struct TraceSink {
     dispatch: Dispatch,
     buffer: Option<Arc<Mutex<Vec<u8>>>>,

@@ -21,6 +21,7 @@ use crate::node::{Node, NodeId};
 use crate::rand::{STREAM_SCHEDULER, SimRng};
 use crate::sim::Config;
 use crate::timer::Timers;
+use crate::trace::TraceSink;
 
 /// The cell shared by every handle on one simulation.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// Node names, outside the world so that the trace formatter can read them while
     /// the world is borrowed.
     pub(crate) node_names: RefCell<Vec<Rc<str>>>,
+    /// This simulation's `tracing` dispatcher, if tracing is on.
+    pub(crate) trace: Option<TraceSink>,
 }
 
 /// The state of one simulation: tasks, timers, nodes, randomness and the fingerprint.
@@ -61,7 +64,7 @@ pub(crate) struct World {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config) -> Rc<Shared> {
+    pub(crate) fn new(config: Config, trace: Option<TraceSink>) -> Rc<Shared> {
         let seed = config.seed;
         let fingerprint = Fingerprint::new(config.event_log_max);
         let buggify = Buggify::new(seed, config.buggify);
@@ -87,6 +90,7 @@ impl Shared {
             now_ns: Cell::new(0),
             current_node: Cell::new(NodeId::MAIN),
             node_names: RefCell::new(Vec::new()),
+            trace,
         });
         let main = shared.add_node_state("main", None);
         assert_eq!(main, NodeId::MAIN);
