@@ -29,6 +29,13 @@ pub enum Trace {
     FromEnv,
     /// With this filter, in `RUST_LOG` syntax.
     Filter(String),
+    /// With this filter, appended to this file (created if missing).
+    File {
+        /// The filter, in `RUST_LOG` syntax.
+        filter: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// Nowhere.
     Off,
 }
@@ -91,7 +98,9 @@ impl Write for BufferWriter {
 pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
     let (filter, source) = match trace {
         Trace::Off => return None,
-        Trace::Filter(filter) => (Some(filter.clone()), "the trace filter"),
+        Trace::Filter(filter) | Trace::File { filter, .. } => {
+            (Some(filter.clone()), "the trace filter")
+        }
         Trace::FromEnv => (std::env::var(TRACE_ENV).ok(), TRACE_ENV),
     };
     let filter = match (filter, capture) {
@@ -110,12 +119,25 @@ pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
         }
     };
     let buffer = capture.then(|| Arc::new(Mutex::new(Vec::new())));
-    let writer = match &buffer {
-        Some(buffer) => {
+    let writer = match (&buffer, trace) {
+        (Some(buffer), _) => {
             let buffer = Arc::clone(buffer);
             BoxMakeWriter::new(move || BufferWriter(Arc::clone(&buffer)))
         }
-        None => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
+        (None, Trace::File { path, .. }) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            match file {
+                Ok(file) => BoxMakeWriter::new(Mutex::new(file)),
+                Err(error) => {
+                    eprintln!(
+                        "sim: cannot open trace file {}: {error}; tracing is off",
+                        path.display()
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, _) => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
     };
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)

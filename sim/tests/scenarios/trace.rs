@@ -23,6 +23,24 @@ fn trace_lines_carry_virtual_time_and_node() {
 }
 
 #[test]
+fn trace_can_go_to_a_file() {
+    let path = std::env::temp_dir().join(format!("sim-trace-test-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    {
+        let trace = Trace::File { filter: "info".into(), path: path.clone() };
+        let mut sim = Sim::builder().seed(2).trace(trace).build();
+        sim.block_on(async {
+            sim::time::sleep(Duration::from_millis(3)).await;
+            tracing::info!("to the file");
+        })
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(text, "[   0.003000s main]  INFO to the file\n");
+}
+
+#[test]
 fn parallel_sims_keep_their_traces_apart() {
     let run = |seed: u64| {
         let mut sim = Sim::builder().seed(seed).capture_trace(true).build();
