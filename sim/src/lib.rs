@@ -79,4 +79,5 @@ pub use crate::seeds::{
 };
 pub use crate::sim::{Builder, Handle, STEP_LIMIT_DEFAULT, SchedulerMode, Sim, TIME_LIMIT_DEFAULT};
 pub use crate::task::{JoinError, JoinHandle, current_node, spawn, spawn_named, yield_now};
+pub use crate::timer::{TIMERS_LIVE_MAX, TIMERS_PER_RUN_MAX};
 pub use crate::trace::{TRACE_ENV, Trace, VirtualTime};
