@@ -87,6 +87,17 @@ pub enum ErrorKind {
         /// The largest drift allowed either way.
         max: i32,
     },
+    /// A network fault between a node and itself (a node always reaches itself), or a
+    /// partition with a node on both sides.
+    PartitionSelf {
+        /// The node.
+        node: NodeId,
+    },
+    /// A link configuration that makes no sense.
+    InvalidLinkConfig {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// A task alive at a deadlock.
@@ -191,6 +202,10 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidDrift { drift_ppm, max } => {
                 write!(f, "invalid clock drift {drift_ppm} ppm: allowed is -{max} to {max}")
             }
+            ErrorKind::PartitionSelf { node } => {
+                write!(f, "cannot cut {node} off from itself: a node always reaches itself")
+            }
+            ErrorKind::InvalidLinkConfig { problem } => write!(f, "invalid link config: {problem}"),
         }
     }
 }

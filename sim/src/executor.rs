@@ -2,7 +2,8 @@
 //!
 //! A step drains the wake queue into the ready set, then polls one ready task chosen
 //! from the scheduler's stream (or the oldest, in FIFO mode); with nothing ready it
-//! advances virtual time to the earliest timer and fires every timer due then.
+//! advances virtual time to the earliest timer or network delivery, delivers every
+//! message due then and fires every timer due then.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -117,9 +118,11 @@ impl Wake for TaskWaker {
 pub enum Step {
     /// Polled one task.
     Polled,
-    /// Advanced virtual time to the earliest timer and fired the timers due then.
+    /// Advanced virtual time to the earliest timer or message delivery, and fired the
+    /// timers and delivered the messages due then.
     Advanced,
-    /// Nothing is ready and no timer is pending (or none before the given deadline).
+    /// Nothing is ready and no timer or delivery is pending (or none before the given
+    /// deadline).
     Idle,
 }
 
@@ -293,11 +296,18 @@ impl Shared {
         outcome
     }
 
-    /// Advances virtual time to the earliest timer and wakes the timers due then, in
-    /// the order they were set.
+    /// Advances virtual time to the earliest timer or message delivery, delivers the
+    /// messages due then (in delivery-time, then send order) and wakes the timers due
+    /// then (in the order they were set).
     fn advance(&self, deadline_ns: Option<u64>) -> Result<Step, SimError> {
         let mut world = self.world.borrow_mut();
-        let Some(next_ns) = world.timers.next_deadline() else { return Ok(Step::Idle) };
+        let timer_ns = world.timers.next_deadline();
+        let delivery_ns = world.net.next_delivery_ns();
+        let next = match (timer_ns, delivery_ns) {
+            (Some(timer_ns), Some(delivery_ns)) => Some(timer_ns.min(delivery_ns)),
+            (timer_ns, delivery_ns) => timer_ns.or(delivery_ns),
+        };
+        let Some(next_ns) = next else { return Ok(Step::Idle) };
         if deadline_ns.is_some_and(|deadline| next_ns > deadline) {
             return Ok(Step::Idle);
         }
@@ -312,17 +322,22 @@ impl Shared {
             .fingerprint
             .record(next_ns, NodeId::MAIN, tag::ADVANCE, next_ns, || EventKind::Advance);
         let mut fired = std::mem::take(&mut world.fired_buffer);
-        let World { timers, fingerprint, .. } = &mut *world;
+        let World { timers, fingerprint, net, nodes, .. } = &mut *world;
+        net.deliver_due(next_ns, nodes, fingerprint, &mut fired);
         timers.fire_due(next_ns, &mut fired, |timer| {
             fingerprint
                 .record(next_ns, NodeId::MAIN, tag::TIMER, timer, || EventKind::Timer { timer });
         });
+        let mut dropped = net.take_dropped();
         drop(world);
-        // Wake outside the borrow: a waker may be any user code.
+        // Wake, and release dropped messages, outside the borrow: both may be user code.
         for waker in fired.drain(..) {
             waker.wake();
         }
-        self.world.borrow_mut().fired_buffer = fired;
+        dropped.clear();
+        let mut world = self.world.borrow_mut();
+        world.fired_buffer = fired;
+        world.net.restore_dropped(dropped);
         Ok(Step::Advanced)
     }
 
@@ -347,6 +362,11 @@ impl Shared {
             node.init = None;
             node.deferred.clear();
         }
+        // Messages and mailboxes may hold user values: release them outside the borrow
+        // and with the simulation still current, as the tasks were.
+        let network = world.net.clear();
+        drop(world);
+        drop(network);
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::net::{Addr, DropCause};
 use crate::node::NodeId;
 
 /// Tags mixed into the hash ahead of each event's value.
@@ -16,6 +17,11 @@ pub(crate) mod tag {
     pub(crate) const NODE: u64 = 6;
     pub(crate) const BUGGIFY: u64 = 7;
     pub(crate) const CLOCK: u64 = 8;
+    pub(crate) const NET_SEND: u64 = 9;
+    pub(crate) const NET_DELIVER: u64 = 10;
+    pub(crate) const NET_DROP: u64 = 11;
+    pub(crate) const NET_HOLD: u64 = 12;
+    pub(crate) const NET_FAULT: u64 = 13;
 }
 
 /// One recorded event of a run.
@@ -78,6 +84,51 @@ pub enum EventKind {
         /// The new offset (ns) or drift (ppm).
         value: i64,
     },
+    /// A message (or a copy of it) was put on the wire.
+    NetSend {
+        /// The message's id (unique per copy, in send order).
+        message: u64,
+        /// The sender.
+        from: Addr,
+        /// The destination.
+        to: Addr,
+        /// When it is due, in virtual nanoseconds since the start of the run.
+        deliver_ns: u64,
+    },
+    /// A message reached its destination's receive queue.
+    NetDeliver {
+        /// The message's id.
+        message: u64,
+        /// The sender.
+        from: Addr,
+        /// The destination.
+        to: Addr,
+    },
+    /// A message was dropped.
+    NetDrop {
+        /// The message's id.
+        message: u64,
+        /// The sender.
+        from: Addr,
+        /// The destination.
+        to: Addr,
+        /// Why.
+        cause: DropCause,
+    },
+    /// A clogged link held a message.
+    NetHold {
+        /// The message's id.
+        message: u64,
+        /// The sender.
+        from: Addr,
+        /// The destination.
+        to: Addr,
+    },
+    /// A network fault or setting changed (partition, heal, clog, link config, …).
+    NetFault {
+        /// What changed.
+        action: &'static str,
+    },
 }
 
 impl fmt::Display for Event {
@@ -94,6 +145,19 @@ impl fmt::Display for Event {
             EventKind::Node { action } => write!(f, "node {action}"),
             EventKind::Buggify { site, fired } => write!(f, "buggify {site} fired={fired}"),
             EventKind::Clock { value } => write!(f, "clock set to {value}"),
+            EventKind::NetSend { message, from, to, deliver_ns } => {
+                write!(f, "net send #{message} {from} -> {to} due at {deliver_ns} ns")
+            }
+            EventKind::NetDeliver { message, from, to } => {
+                write!(f, "net deliver #{message} {from} -> {to}")
+            }
+            EventKind::NetDrop { message, from, to, cause } => {
+                write!(f, "net drop #{message} {from} -> {to} ({cause})")
+            }
+            EventKind::NetHold { message, from, to } => {
+                write!(f, "net hold #{message} {from} -> {to}")
+            }
+            EventKind::NetFault { action } => write!(f, "net {action}"),
         }
     }
 }

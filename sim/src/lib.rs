@@ -31,6 +31,8 @@
 //!   [`time::interval`], and each node's [`time::wall_clock`].
 //! - [`rand`]: the seed's ChaCha streams, per subsystem and per node; [`rand::Ratio`].
 //! - `node.rs`: [`NodeId`], kill, restart, pause, resume; `clock.rs`: clock skew.
+//! - [`net`]: the virtual network: addresses, ports, endpoints, the link model,
+//!   partitions, clogs, message rules, RPC and counters.
 //! - `fingerprint.rs` and [`check_determinism`]: the run's event hash and log, and the
 //!   check that names the first event where two runs of a seed differ.
 //! - [`run_seeds`] / [`Seeds`]: seeded tests driven by `SIM_SEED`, `SIM_SEEDS`,
@@ -56,6 +58,7 @@ mod determinism;
 mod error;
 mod executor;
 mod fingerprint;
+pub mod net;
 mod node;
 pub mod rand;
 mod seeds;

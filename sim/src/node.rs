@@ -219,7 +219,7 @@ impl Shared {
     /// itself) is dropped as soon as its poll returns.
     pub(crate) fn kill(&self, node: NodeId) -> Result<(), SimError> {
         self.check_node(node, Some("kill"))?;
-        let doomed: Vec<_> = {
+        let (doomed, mailboxes): (Vec<_>, _) = {
             let mut world = self.world.borrow_mut();
             let state = &mut world.nodes[node.index()];
             if state.state == NodeState::Killed {
@@ -227,6 +227,9 @@ impl Shared {
             }
             state.state = NodeState::Killed;
             state.deferred.clear();
+            // Its ports are free at once; messages in flight to it are dropped when they
+            // arrive (the delivery sees the node killed, or restarted since the send).
+            let mailboxes = world.net.node_killed(node);
             let keys: Vec<usize> = world
                 .tasks
                 .iter_mut()
@@ -236,10 +239,17 @@ impl Shared {
                     task.future.is_some().then_some(key)
                 })
                 .collect();
-            keys.into_iter().filter_map(|key| world.tasks.remove(key).future).collect()
+            let doomed =
+                keys.into_iter().filter_map(|key| world.tasks.remove(key).future).collect();
+            (doomed, mailboxes)
         };
         self.record_node_event(node, "kill");
-        // Destructors run outside the borrow: they may touch the simulation.
+        // Destructors run outside the borrow: they may touch the simulation. Endpoints
+        // that outlive their node (held elsewhere) see themselves closed.
+        for mailbox in &mailboxes {
+            mailbox.close();
+        }
+        drop(mailboxes);
         drop(doomed);
         Ok(())
     }

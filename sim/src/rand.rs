@@ -21,7 +21,6 @@ use crate::context;
 /// The scheduler's stream: which ready task runs next.
 pub(crate) const STREAM_SCHEDULER: u64 = 1;
 /// The network's stream (latency, loss, duplication).
-#[allow(dead_code, reason = "reserved for the network, so that the numbering stays stable")]
 pub(crate) const STREAM_NETWORK: u64 = 2;
 /// The fault stream (fault schedules, buggify site activation).
 pub(crate) const STREAM_FAULTS: u64 = 3;

@@ -17,6 +17,7 @@ use crate::buggify::Buggify;
 use crate::error::{ErrorKind, SimError};
 use crate::executor::{Task, TaskId, WakeQueue};
 use crate::fingerprint::{EventKind, Fingerprint, tag};
+use crate::net::Network;
 use crate::node::{Node, NodeId};
 use crate::rand::{STREAM_SCHEDULER, SimRng};
 use crate::sim::Config;
@@ -51,6 +52,8 @@ pub(crate) struct World {
     pub(crate) scheduler_rng: SimRng,
     pub(crate) fingerprint: Fingerprint,
     pub(crate) buggify: Buggify,
+    /// Ports, links and messages in flight.
+    pub(crate) net: Network,
     /// The task being polled, if any.
     pub(crate) current_task: Option<TaskId>,
     /// Tasks polled so far (bounded by `config.step_limit`).
@@ -77,6 +80,7 @@ impl Shared {
             scheduler_rng: SimRng::new(seed, STREAM_SCHEDULER),
             fingerprint,
             buggify,
+            net: Network::new(seed),
             current_task: None,
             steps: 0,
             task_seq_next: 0,

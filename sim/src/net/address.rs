@@ -46,7 +46,8 @@ impl fmt::Display for Addr {
         // Node names live outside the world, so this works even while the world is
         // borrowed (a trace event emitted during a delivery).
         let known = context::try_with(|shared| {
-            let exists = shared.node_names.try_borrow().is_ok_and(|names| self.node.index() < names.len());
+            let exists =
+                shared.node_names.try_borrow().is_ok_and(|names| self.node.index() < names.len());
             exists.then(|| shared.node_name(self.node))
         });
         match known.flatten() {
