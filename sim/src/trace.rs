@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::Dispatch;
 use tracing_subscriber::EnvFilter;
@@ -139,6 +139,7 @@ pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
         }
         (None, _) => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
     };
+    keep_interest_per_dispatcher();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_timer(VirtualTime)
@@ -147,4 +148,17 @@ pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
         .with_writer(writer)
         .finish();
     Some(TraceSink { dispatch: Dispatch::new(subscriber), buffer })
+}
+
+/// Keeps a second, inert dispatcher registered for the whole process.
+///
+/// With exactly one dispatcher registered, `tracing-core` computes a callsite's
+/// interest from the dispatcher of whichever thread hits the callsite first; a thread
+/// with no simulation running (another test, another simulation's worker) then caches
+/// "never" and silences that callsite for the simulation too. With two registered,
+/// interest is combined over all of them and each event asks its thread's own
+/// dispatcher. The inert dispatcher records nothing and changes no run.
+fn keep_interest_per_dispatcher() {
+    static INERT: OnceLock<Dispatch> = OnceLock::new();
+    INERT.get_or_init(|| Dispatch::new(tracing::subscriber::NoSubscriber::default()));
 }
