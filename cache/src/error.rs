@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::glob::PatternError;
 use crate::node_id::NodeId;
 use crate::options::OptionsError;
 
@@ -70,6 +71,22 @@ pub enum Error {
         /// The maximum.
         member_count_max: usize,
     },
+    /// The node is stopped: it serves nothing.
+    Stopped,
+    /// No owner of the key could be reached to coordinate the request.
+    Unreachable {
+        /// How many owners were tried.
+        owners_tried: usize,
+    },
+    /// The node asked to coordinate does not own the key in its own view.
+    NotOwner,
+    /// A key pattern (for key listing) is invalid.
+    InvalidPattern(PatternError),
+    /// A peer answered with a response of the wrong kind (a bug or a version mismatch).
+    Protocol {
+        /// What was expected.
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -107,6 +124,17 @@ impl fmt::Display for Error {
             Error::MembershipFull { member_count_max } => {
                 write!(f, "membership is full: it holds its maximum of {member_count_max} members")
             }
+            Error::Stopped => f.write_str("node is stopped: start a new node to serve again"),
+            Error::Unreachable { owners_tried } => write!(
+                f,
+                "no owner of the key could be reached ({owners_tried} tried): retry when the \
+                 network heals"
+            ),
+            Error::NotOwner => f.write_str("this node does not own the key in its view"),
+            Error::InvalidPattern(error) => fmt::Display::fmt(error, f),
+            Error::Protocol { expected } => {
+                write!(f, "protocol error: a peer did not answer with {expected}")
+            }
         }
     }
 }
@@ -115,8 +143,15 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::InvalidOption(error) => Some(error),
+            Error::InvalidPattern(error) => Some(error),
             _ => None,
         }
+    }
+}
+
+impl From<PatternError> for Error {
+    fn from(error: PatternError) -> Error {
+        Error::InvalidPattern(error)
     }
 }
 

@@ -54,31 +54,67 @@
 
 #![deny(missing_docs)]
 
+mod anti_entropy;
 mod consistency;
+mod detector;
 mod error;
+mod glob;
+mod gossip;
+mod handoff;
+mod hint_queue;
+mod keys;
+mod maintenance;
 mod membership;
+mod merkle;
+mod message;
 mod metrics;
+mod node;
 mod node_id;
 mod options;
+mod read_path;
+mod rebalance;
 mod ring;
+mod runtime;
+mod sim_runtime;
 mod store;
 mod version;
+mod write_path;
 
+pub use crate::anti_entropy::{
+    MERKLE_BACKOFF_FACTOR_MAX, MERKLE_FETCH_BYTES_MAX, MERKLE_KEYS_PER_FETCH_MAX,
+    MERKLE_LEAVES_PER_REQUEST_MAX, MerkleRequest, MerkleResponse, SyncReport,
+};
 pub use crate::consistency::{Consistency, ParseConsistencyError};
 pub use crate::error::Error;
+pub use crate::glob::{Glob, KeyPattern, PATTERN_LEN_MAX, PatternError};
+pub use crate::gossip::{Ack, GOSSIP_ENTRY_COUNT_MAX, MembershipRequest, MembershipResponse};
+pub use crate::handoff::HINT_REPLAY_BATCH_MAX;
+pub use crate::keys::{
+    KEY_COUNT_PER_NODE_MAX, KEYS_PAGE_COUNT_MAX, KEYS_PAGE_LEN_MAX, KEYS_PAGE_SCAN_MAX, KeyList,
+    KeysRequest, KeysResponse,
+};
 pub use crate::membership::{
     ChangeKind, GossipEntry, MEMBER_COUNT_MAX, Member, MemberCounts, Membership, MembershipChange,
     NodeState, REMOVAL_COUNT_MAX, Removal,
 };
+pub use crate::merkle::{
+    MERKLE_CHUNK_SIZE_MAX, MERKLE_LEAF_COUNT_MAX, MerkleHash, MerkleTree, is_valid_leaf_count,
+    leaf_count_for, leaf_index, root_of,
+};
+pub use crate::message::{ClientRequest, ClientResponse, PeerRequest, PeerResponse, WriteOp};
 pub use crate::metrics::{Metrics, MetricsSnapshot};
+pub use crate::node::{CacheNode, NodeConfig, PeerHandler};
 pub use crate::node_id::{NODE_ID_LEN_MAX, NodeId};
 pub use crate::options::{
     ENTRY_COUNT_MAX, HINT_BYTES_MAX, HINT_COUNT_MAX, INDIRECT_PROBE_COUNT_MAX, INTERVAL_MS_MAX,
     Options, OptionsBuilder, OptionsError, REBALANCE_BATCH_SIZE_MAX,
 };
+pub use crate::rebalance::{RebalanceRequest, RebalanceResponse, TransferOutcome};
 pub use crate::ring::{
     Owners, REPLICATION_FACTOR_MAX, RING_NODE_COUNT_MAX, Ring, VNODE_COUNT_PER_NODE_MAX, key_hash,
 };
+pub use crate::runtime::{LocalBoxFuture, Runtime, TaskGuard, Transport, TransportError};
+pub use crate::sim_runtime::{StartError, parse_address, start_on_sim};
 pub use crate::store::{
     Apply, Entry, Item, KEY_LEN_MAX, Store, Tombstone, VALUE_LEN_MAX, check_key, check_value,
 };

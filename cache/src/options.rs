@@ -6,7 +6,9 @@
 
 use std::fmt;
 
+use crate::anti_entropy::MERKLE_BACKOFF_FACTOR_MAX;
 use crate::consistency::Consistency;
+use crate::merkle::MERKLE_CHUNK_SIZE_MAX;
 use crate::ring::{REPLICATION_FACTOR_MAX, VNODE_COUNT_PER_NODE_MAX};
 
 /// The longest interval or timeout accepted: one hour.
@@ -97,6 +99,26 @@ options! {
     tombstone_ttl_ms: u64 = 600_000;
     /// Entries (items and tombstones) the store holds at most (default 2^20).
     entry_count_max: usize = 1 << 20;
+    /// Time between anti-entropy rounds (default 10 s; 0 = off). Each round compares
+    /// merkle trees with one peer that shares keys with this node and pulls what
+    /// differs. It is the backstop behind replica writes, hints and read repair: it
+    /// repairs a replica that was away for longer than the hint TTL (30 s) or restarted
+    /// empty, within tens of seconds. A round hashes every entry shared with the peer,
+    /// so a shorter interval buys little and costs a scan; even at the largest backoff
+    /// (8 × 10 s = 80 s) several rounds fit in the tombstone TTL (10 min), so a replica
+    /// that missed a delete gets the tombstone long before it is swept.
+    merkle_sync_interval_ms: u64 = 10_000;
+    /// Entries a merkle leaf is sized for (default 128, the reference's; 1..=65536):
+    /// the leaf count is the next power of two of entries / chunk size, at most 4096. A
+    /// differing leaf costs a listing of about this many `(key, version)` pairs; smaller
+    /// leaves list less on a small diff but make a longer summary.
+    merkle_chunk_size: usize = 128;
+    /// The largest anti-entropy backoff factor (default 8; 1..=64, 1 = no backoff): a
+    /// round whose trees were equal doubles the wait, up to interval × this; a round
+    /// that found differences resets it to the interval; a failed round leaves it. A
+    /// quiet cluster then scans 8 times less often, and divergence gets the full rate
+    /// back at its first round.
+    merkle_backoff_factor_max: u64 = 8;
 }
 
 impl Options {
@@ -210,6 +232,11 @@ fn validate(options: &Options) -> Result<(), OptionsError> {
     interval("sweep_interval_ms", o.sweep_interval_ms)?;
     interval("tombstone_ttl_ms", o.tombstone_ttl_ms)?;
     range("entry_count_max", to_u64(o.entry_count_max), 1, entries_max)?;
+    interval("merkle_sync_interval_ms", o.merkle_sync_interval_ms)?;
+    let chunk_max = MERKLE_CHUNK_SIZE_MAX as u64;
+    range("merkle_chunk_size", to_u64(o.merkle_chunk_size), 1, chunk_max)?;
+    let factor_max = o.merkle_backoff_factor_max;
+    range("merkle_backoff_factor_max", factor_max, 1, MERKLE_BACKOFF_FACTOR_MAX)?;
 
     // A peer is suspected before it is removed, a probe ends before the next round, and
     // a tombstone outlives every hint it must refuse.

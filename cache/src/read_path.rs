@@ -1,0 +1,150 @@
+//! The read path: ask the owners, merge their answers by version, repair the stale.
+//!
+//! At consistency ONE an owner reads its own copy, and any other node asks the owners
+//! in ring order until one answers. At QUORUM and ALL the owners are asked together;
+//! the answer is the newest of the first `needed` answers, and every owner that
+//! answered with an older version (or none) is repaired in the background.
+
+use std::rc::Rc;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+
+use crate::error::Error;
+use crate::message::{PeerRequest, PeerResponse};
+use crate::node::Inner;
+use crate::node_id::NodeId;
+use crate::store::{Entry, Item, check_key};
+
+type Answer = (NodeId, Option<Entry>);
+
+impl Inner {
+    /// A client read, from any node.
+    pub(crate) async fn read(inner: &Rc<Inner>, key: &str) -> Result<Option<Item>, Error> {
+        check_key(key)?;
+        let owners = inner.state.borrow().ring.lookup(key).to_vec();
+        if owners.is_empty() {
+            return Err(Error::NoOwners);
+        }
+        let needed = inner.options.read_consistency().required(owners.len());
+        if needed == 1 {
+            return inner.read_one(key, &owners).await;
+        }
+        Inner::read_quorum(inner, key, owners, needed).await
+    }
+
+    async fn read_one(&self, key: &str, owners: &[NodeId]) -> Result<Option<Item>, Error> {
+        if owners.contains(&self.id) {
+            let entry = self.state.borrow().store.entry(key).cloned();
+            return Ok(self.visible(entry));
+        }
+        for (position, owner) in owners.iter().enumerate() {
+            self.state.borrow_mut().metrics.forward_get += 1;
+            if let Ok(PeerResponse::Entry(entry)) =
+                self.call(owner, PeerRequest::Read { key: key.to_string() }).await
+            {
+                if position > 0 {
+                    self.state.borrow_mut().metrics.read_primary_promote += 1;
+                }
+                return Ok(self.visible(entry));
+            }
+        }
+        Err(Error::Unreachable { owners_tried: owners.len() })
+    }
+
+    async fn read_quorum(
+        inner: &Rc<Inner>,
+        key: &str,
+        owners: Vec<NodeId>,
+        needed: usize,
+    ) -> Result<Option<Item>, Error> {
+        let (answers_tx, mut answers_rx) = mpsc::unbounded::<Answer>();
+        for owner in owners {
+            if owner == inner.id {
+                let entry = inner.state.borrow().store.entry(key).cloned();
+                let _ = answers_tx.unbounded_send((owner, entry));
+                continue;
+            }
+            let (node, answers_tx, key) = (Rc::clone(inner), answers_tx.clone(), key.to_string());
+            let task = async move {
+                node.state.borrow_mut().metrics.forward_get += 1;
+                if let Ok(PeerResponse::Entry(entry)) =
+                    node.call(&owner, PeerRequest::Read { key }).await
+                {
+                    let _ = answers_tx.unbounded_send((owner, entry));
+                }
+            };
+            inner.runtime.spawn("read", Box::pin(task)).detach();
+        }
+        drop(answers_tx);
+        let mut answers = Vec::with_capacity(needed);
+        while answers.len() < needed {
+            match answers_rx.next().await {
+                Some(answer) => answers.push(answer),
+                None => break,
+            }
+        }
+        if answers.len() < needed {
+            inner.state.borrow_mut().metrics.read_quorum_failures += 1;
+            return Err(Error::QuorumFailed { acks: answers.len(), acks_needed: needed });
+        }
+        let newest = inner.merge(&answers);
+        if let Some(newest) = newest.clone() {
+            // Owners still answering are checked too, within the RPC timeout.
+            let (node, key) = (Rc::clone(inner), key.to_string());
+            let task = async move { node.repair(key, newest, answers, answers_rx).await };
+            inner.runtime.spawn("read_repair", Box::pin(task)).detach();
+        }
+        Ok(inner.visible(newest))
+    }
+
+    /// The newest entry among the answers, counting conflicts and tie-breaks.
+    fn merge(&self, answers: &[Answer]) -> Option<Entry> {
+        let entries = || answers.iter().filter_map(|(_, entry)| entry.as_ref());
+        let newest = entries().max_by(|a, b| a.version().cmp(b.version()))?;
+        let metrics = &mut self.state.borrow_mut().metrics;
+        if answers
+            .iter()
+            .any(|(_, entry)| entry.as_ref().map(Entry::version) != Some(newest.version()))
+        {
+            metrics.version_conflicts += 1;
+        }
+        if entries().any(|entry| entry.version().ties_with(newest.version())) {
+            metrics.version_tie_breaks += 1;
+        }
+        Some(newest.clone())
+    }
+
+    /// Brings every owner that answered with an older version, or none, up to `newest`.
+    async fn repair(
+        &self,
+        key: String,
+        newest: Entry,
+        mut answers: Vec<Answer>,
+        mut late: mpsc::UnboundedReceiver<Answer>,
+    ) {
+        while let Some(answer) = late.next().await {
+            answers.push(answer);
+        }
+        let stale = answers.into_iter().filter(|(_, entry)| {
+            entry.as_ref().is_none_or(|entry| entry.version() < newest.version())
+        });
+        for (owner, _) in stale {
+            self.state.borrow_mut().metrics.read_repair += 1;
+            if owner == self.id {
+                let _ = self.apply_local(&key, newest.clone());
+            } else {
+                self.replicate(&owner, key.clone(), newest.clone()).await;
+            }
+        }
+    }
+
+    /// What a client sees of an entry: a live item, or nothing.
+    pub(crate) fn visible(&self, entry: Option<Entry>) -> Option<Item> {
+        let now_ms = self.runtime.wall_clock_ms();
+        match entry {
+            Some(Entry::Item(item)) if !item.is_expired(now_ms) => Some(item),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The write path: route a client write to its coordinator, version it there, apply
+//! it, replicate it, and count acknowledgements.
+//!
+//! The primary (the first owner on the ring) coordinates. A node that is not the
+//! primary forwards the write; when the primary cannot be reached, the next owner is
+//! asked, and an owner that coordinates in the primary's place promotes itself.
+
+use std::rc::Rc;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+
+use crate::error::Error;
+use crate::message::{PeerRequest, PeerResponse, WriteOp};
+use crate::node::Inner;
+use crate::node_id::NodeId;
+use crate::store::{Entry, Item, Tombstone, check_key};
+use crate::version::Version;
+
+impl Inner {
+    /// A client write, from any node.
+    pub(crate) async fn write(inner: &Rc<Inner>, key: &str, op: WriteOp) -> Result<Version, Error> {
+        check_key(key)?;
+        if inner.draining.get() {
+            return Err(Error::Draining);
+        }
+        let owners = {
+            let mut state = inner.state.borrow_mut();
+            state.metrics.write_attempts += 1;
+            state.ring.lookup(key).to_vec()
+        };
+        if owners.is_empty() {
+            return Err(Error::NoOwners);
+        }
+        for (position, owner) in owners.iter().enumerate() {
+            if *owner == inner.id {
+                if position > 0 {
+                    inner.state.borrow_mut().metrics.write_forward_promotion += 1;
+                }
+                return Inner::coordinate(inner, key, op, &owners).await;
+            }
+            inner.count_forward(&op);
+            let request = PeerRequest::Forward { key: key.to_string(), op: op.clone() };
+            match inner.call(owner, request).await {
+                // The owner does not coordinate (another view of the ring, or stopped):
+                // ask the next one, as for an unreachable owner.
+                Ok(PeerResponse::Written(Err(
+                    Error::NotOwner | Error::Stopped | Error::Draining,
+                )))
+                | Err(_) => {}
+                Ok(PeerResponse::Written(result)) => return result,
+                Ok(_) => return Err(Error::Protocol { expected: "a write outcome" }),
+            }
+        }
+        Err(Error::Unreachable { owners_tried: owners.len() })
+    }
+
+    fn count_forward(&self, op: &WriteOp) {
+        let metrics = &mut self.state.borrow_mut().metrics;
+        match op {
+            WriteOp::Set { .. } => metrics.forward_set += 1,
+            WriteOp::Remove => metrics.forward_remove += 1,
+        }
+    }
+
+    /// A write forwarded by a peer: coordinate it if this node owns the key.
+    pub(crate) async fn coordinate_forwarded(
+        inner: &Rc<Inner>,
+        key: &str,
+        op: WriteOp,
+    ) -> Result<Version, Error> {
+        let owners = inner.state.borrow().ring.lookup(key).to_vec();
+        match owners.iter().position(|owner| *owner == inner.id) {
+            None => Err(Error::NotOwner),
+            Some(position) => {
+                if position > 0 {
+                    inner.state.borrow_mut().metrics.write_forward_promotion += 1;
+                }
+                Inner::coordinate(inner, key, op, &owners).await
+            }
+        }
+    }
+
+    /// Versions the write, applies it locally, replicates it to the other owners and
+    /// waits for as many acknowledgements as the write consistency requires. On a
+    /// quorum failure the write is not rolled back: the owners that have it keep it.
+    async fn coordinate(
+        inner: &Rc<Inner>,
+        key: &str,
+        op: WriteOp,
+        owners: &[NodeId],
+    ) -> Result<Version, Error> {
+        assert!(owners.contains(&inner.id), "only an owner coordinates");
+        check_key(key)?;
+        let (version, entry) = inner.version_write(key, &op)?;
+        let needed = inner.options.write_consistency().required(owners.len());
+        let replicas: Vec<NodeId> =
+            owners.iter().filter(|owner| **owner != inner.id).cloned().collect();
+        inner.count_fanout(&op, replicas.len());
+        let (acks_tx, mut acks_rx) = mpsc::unbounded::<bool>();
+        for replica in replicas {
+            let (node, acks_tx) = (Rc::clone(inner), acks_tx.clone());
+            let (key, entry) = (key.to_string(), entry.clone());
+            let task = async move {
+                let acked = node.replicate(&replica, key, entry).await;
+                let _ = acks_tx.unbounded_send(acked);
+            };
+            // A replica write outlives the client's answer (it ends within the RPC
+            // timeout), so that every owner gets the write, not just a quorum.
+            inner.runtime.spawn("replicate", Box::pin(task)).detach();
+        }
+        drop(acks_tx);
+        let mut acks = 1; // The local apply.
+        while acks < needed {
+            match acks_rx.next().await {
+                Some(true) => acks += 1,
+                Some(false) => {}
+                None => break,
+            }
+        }
+        let mut state = inner.state.borrow_mut();
+        state.metrics.write_acks += acks as u64;
+        if acks < needed {
+            state.metrics.write_quorum_failures += 1;
+            return Err(Error::QuorumFailed { acks, acks_needed: needed });
+        }
+        Ok(version)
+    }
+
+    fn count_fanout(&self, op: &WriteOp, replica_count: usize) {
+        let metrics = &mut self.state.borrow_mut().metrics;
+        match op {
+            WriteOp::Set { .. } => metrics.replica_fanout_set += replica_count as u64,
+            WriteOp::Remove => metrics.replica_fanout_remove += replica_count as u64,
+        }
+    }
+
+    /// Issues the write's version and applies it locally.
+    fn version_write(&self, key: &str, op: &WriteOp) -> Result<(Version, Entry), Error> {
+        let now_ms = self.runtime.wall_clock_ms();
+        let mut state = self.state.borrow_mut();
+        // A hybrid logical clock: the counter never falls behind this node's wall clock
+        // in microseconds. A restarted node has lost its counter with its memory; this
+        // keeps its new writes newer than the ones it made before the crash, unless
+        // its clock went back.
+        state.clock.observe(&Version::new(now_ms.saturating_mul(1_000), self.id.clone()));
+        let version = state.clock.tick();
+        let entry = match op {
+            WriteOp::Set { value, ttl: Some(ttl) } => {
+                let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                Entry::Item(Item::with_ttl(value.clone(), version.clone(), now_ms, ttl_ms))
+            }
+            WriteOp::Set { value, ttl: None } => {
+                Entry::Item(Item::new(value.clone(), version.clone()))
+            }
+            WriteOp::Remove => {
+                Entry::Tombstone(Tombstone { version: version.clone(), deleted_at_ms: now_ms })
+            }
+        };
+        let outcome = state.store.apply(key, entry.clone())?;
+        assert!(outcome.is_applied(), "a fresh version is newer than anything held");
+        Ok((version, entry))
+    }
+
+    /// Sends one replica write; true when the replica acknowledged it. A write the
+    /// replica did not acknowledge is queued as a hint for later replay.
+    pub(crate) async fn replicate(&self, replica: &NodeId, key: String, entry: Entry) -> bool {
+        let acked = self.send_replica_write(replica, key.clone(), entry.clone()).await;
+        if !acked {
+            self.queue_hint(replica, &key, &entry);
+        }
+        acked
+    }
+
+    /// Sends one replica write without queueing a hint on failure (hint replays use
+    /// this: a failed replay keeps its hint).
+    pub(crate) async fn send_replica_write(
+        &self,
+        replica: &NodeId,
+        key: String,
+        entry: Entry,
+    ) -> bool {
+        let version = entry.version().clone();
+        match self.call(replica, PeerRequest::Replicate { key, entry }).await {
+            Ok(PeerResponse::Replicated { applied, held }) => {
+                if let Some(held) = held {
+                    let mut state = self.state.borrow_mut();
+                    if !applied && held > version {
+                        state.metrics.version_conflicts += 1;
+                    }
+                    state.clock.observe(&held);
+                }
+                true
+            }
+            Ok(_) | Err(_) => false,
+        }
+    }
+}
