@@ -1,0 +1,331 @@
+//! The checkers: they read the history and, white-box, the nodes' stores, and decide.
+//! Each checks one clause of the consistency contract (README, "Consistency contract").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use cache::{Consistency, Entry, NodeId, Version};
+
+use crate::cluster::DistCluster;
+use crate::history::{History, Op, OpKind, Outcome};
+
+/// Which clause of the contract a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Check {
+    /// A read returned a value that no set ever wrote.
+    PhantomRead,
+    /// An acknowledged QUORUM or ALL write was lost while a node that held it kept its
+    /// memory.
+    LostWrite,
+    /// An acknowledged QUORUM or ALL remove was undone by an older write.
+    UndoneRemove,
+    /// After heal and the quiet period, live owners of a key disagree.
+    Divergence,
+    /// After convergence, a key has more copies than the replication factor.
+    ExtraCopies,
+}
+
+impl Check {
+    /// The checker's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::PhantomRead => "phantom-read",
+            Check::LostWrite => "lost-write",
+            Check::UndoneRemove => "undone-remove",
+            Check::Divergence => "divergence",
+            Check::ExtraCopies => "extra-copies",
+        }
+    }
+
+    /// Whether the clause is about safety (must hold throughout, under any fault) or
+    /// liveness (must hold once faults stop and the cluster has had time to heal).
+    pub fn is_safety(self) -> bool {
+        matches!(self, Check::PhantomRead | Check::LostWrite | Check::UndoneRemove)
+    }
+}
+
+/// One broken clause, with the operations involved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The clause.
+    pub check: Check,
+    /// What is wrong.
+    pub message: String,
+    /// The operations involved, printed with their virtual times.
+    pub ops: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.check.name(), self.message)?;
+        for op in &self.ops {
+            write!(f, "\n      {op}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The newest entry of every key across all running nodes, and each node's version.
+pub(crate) struct FinalState {
+    /// Per key: node → version held (tombstones included).
+    held: BTreeMap<String, BTreeMap<NodeId, Version>>,
+    /// Per key: the number of nodes holding any entry.
+    copies: BTreeMap<String, usize>,
+}
+
+impl FinalState {
+    /// Reads every running node's store.
+    pub(crate) fn read(cluster: &DistCluster) -> FinalState {
+        let mut held: BTreeMap<String, BTreeMap<NodeId, Version>> = BTreeMap::new();
+        let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+        for id in cluster.ids() {
+            let Some(node) = cluster.by_id(&id) else { continue };
+            for (key, entry) in node.local_entries() {
+                held.entry(key.clone()).or_default().insert(id.clone(), entry.version().clone());
+                if matches!(entry, Entry::Item(_)) {
+                    *copies.entry(key).or_default() += 1;
+                }
+            }
+        }
+        FinalState { held, copies }
+    }
+
+    fn newest(&self, key: &str) -> Option<&Version> {
+        self.held.get(key)?.values().max()
+    }
+}
+
+/// Safety: no read returns a value that no set wrote (whatever the set's outcome:
+/// a failed or unknown set may still have been applied).
+pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
+    let written: BTreeSet<(&str, &str)> = history
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Set { value } => Some((op.key.as_str(), value.as_str())),
+            _ => None,
+        })
+        .collect();
+    history
+        .ops
+        .iter()
+        .filter_map(|op| match (&op.kind, &op.outcome) {
+            (OpKind::Get, Outcome::Ok { value: Some(value), .. })
+                if !written.contains(&(op.key.as_str(), value.as_str())) =>
+            {
+                Some(Violation {
+                    check: Check::PhantomRead,
+                    message: format!("read of {} returned {value:?}, which no set wrote", op.key),
+                    ops: vec![op.to_string()],
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Safety, checked on the final state: every acknowledged QUORUM or ALL write (set or
+/// remove) is still there, or overwritten by a newer version, unless every node that
+/// held it when it was acknowledged has lost its memory since.
+pub(crate) fn lost_writes(history: &History, state: &FinalState) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
+        let (Outcome::Ok { version: Some(version), .. }, Some(acked_ns)) =
+            (&op.outcome, op.complete_ns)
+        else {
+            continue;
+        };
+        let every_holder_lost =
+            op.holders.iter().all(|holder| history.lost_memory_since(holder, acked_ns));
+        if every_holder_lost {
+            continue;
+        }
+        let newest = state.newest(&op.key);
+        if newest.is_some_and(|newest| newest >= version) {
+            continue;
+        }
+        let check =
+            if matches!(op.kind, OpKind::Remove) { Check::UndoneRemove } else { Check::LostWrite };
+        let holders: Vec<&str> = op.holders.iter().map(NodeId::as_str).collect();
+        let found =
+            newest.map_or_else(|| "nothing".to_string(), |v| format!("{}:{}", v.counter, v.origin));
+        let message = format!(
+            "{} acknowledged @{}:{} (held by {}) but the newest version left is {found}",
+            op.key,
+            version.counter,
+            version.origin,
+            holders.join(",")
+        );
+        violations.push(Violation { check, message, ops: related_ops(history, op) });
+    }
+    violations
+}
+
+/// The operation and the other writes to its key, for context.
+fn related_ops(history: &History, op: &Op) -> Vec<String> {
+    let mut ops = vec![op.to_string()];
+    let others = history
+        .ops
+        .iter()
+        .filter(|other| other.key == op.key && other.is_write() && other.index != op.index);
+    ops.extend(others.rev().take(6).map(|other| other.to_string()));
+    ops
+}
+
+/// Liveness: after heal and the quiet period, every owner of every key holds the same
+/// newest version.
+pub(crate) fn divergence(cluster: &DistCluster, state: &FinalState) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (key, held) in &state.held {
+        let owners = cluster.ring().lookup(key).to_vec();
+        let Some(newest) = state.newest(key) else { continue };
+        let stale: Vec<String> = owners
+            .iter()
+            .filter(|owner| held.get(*owner) != Some(newest))
+            .map(|owner| match held.get(owner) {
+                Some(version) => format!("{owner}@{}:{}", version.counter, version.origin),
+                None => format!("{owner}@none"),
+            })
+            .collect();
+        if !stale.is_empty() {
+            let message = format!(
+                "{key}: owners {} lag the newest version {}:{}",
+                stale.join(" "),
+                newest.counter,
+                newest.origin
+            );
+            violations.push(Violation { check: Check::Divergence, message, ops: Vec::new() });
+        }
+    }
+    violations
+}
+
+/// Liveness: after convergence no key has more live copies than the replication
+/// factor.
+pub(crate) fn extra_copies(cluster: &DistCluster, state: &FinalState) -> Vec<Violation> {
+    let replication = cluster.options().replication_factor();
+    state
+        .copies
+        .iter()
+        .filter(|(_, copies)| **copies > replication)
+        .map(|(key, copies)| Violation {
+            check: Check::ExtraCopies,
+            message: format!(
+                "{key} has {copies} copies, more than the replication factor {replication}"
+            ),
+            ops: Vec::new(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    fn version(counter: u64, origin: &str) -> Version {
+        Version::new(counter, id(origin))
+    }
+
+    fn set(
+        history: &mut History,
+        key: &str,
+        value: &str,
+        at: u64,
+        outcome: Outcome,
+        holders: &[&str],
+    ) -> usize {
+        let index = history.invoke(
+            0,
+            id("n1"),
+            key.to_string(),
+            OpKind::Set { value: value.to_string() },
+            Consistency::Quorum,
+            at,
+        );
+        history.complete(index, at + 10, outcome, holders.iter().map(|h| id(h)).collect());
+        index
+    }
+
+    fn state(entries: &[(&str, &str, Version)]) -> FinalState {
+        let mut held: BTreeMap<String, BTreeMap<NodeId, Version>> = BTreeMap::new();
+        for (key, node, version) in entries {
+            held.entry(key.to_string()).or_default().insert(id(node), version.clone());
+        }
+        FinalState { held, copies: BTreeMap::new() }
+    }
+
+    #[test]
+    fn a_read_of_an_unwritten_value_is_a_phantom() {
+        let mut history = History::default();
+        set(&mut history, "k", "a", 0, Outcome::Unknown, &[]);
+        for (value, phantom) in [("a", false), ("b", true)] {
+            let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::One, 100);
+            let read = Outcome::Ok { version: Some(version(1, "n1")), value: Some(value.into()) };
+            history.complete(index, 110, read, Vec::new());
+            assert_eq!(phantom_reads(&history).len(), usize::from(phantom), "{value}");
+        }
+        assert_eq!(phantom_reads(&history)[0].check, Check::PhantomRead);
+    }
+
+    #[test]
+    fn an_acknowledged_quorum_write_must_survive_unless_its_holders_lost_memory() {
+        let mut history = History::default();
+        let acked = Outcome::Ok { version: Some(version(5, "n1")), value: None };
+        set(&mut history, "k", "a", 0, acked, &["n1", "n2"]);
+        assert!(
+            lost_writes(&history, &state(&[("k", "n3", version(6, "n3"))])).is_empty(),
+            "overwritten by a newer version"
+        );
+        assert!(lost_writes(&history, &state(&[("k", "n1", version(5, "n1"))])).is_empty());
+        let lost = lost_writes(&history, &state(&[("k", "n3", version(4, "n3"))]));
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].check, Check::LostWrite);
+        assert!(lost[0].message.contains("held by n1,n2"), "{}", lost[0]);
+        // One holder lost its memory: the other still must have kept it.
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
+        assert_eq!(lost_writes(&history, &state(&[])).len(), 1);
+        // Both lost it: the contract promises nothing.
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 60 });
+        assert!(lost_writes(&history, &state(&[])).is_empty());
+    }
+
+    #[test]
+    fn a_remove_undone_by_an_older_version_is_reported() {
+        let mut history = History::default();
+        let index = history.invoke(0, id("n1"), "k".into(), OpKind::Remove, Consistency::All, 0);
+        history.complete(
+            index,
+            10,
+            Outcome::Ok { version: Some(version(9, "n1")), value: None },
+            vec![id("n1")],
+        );
+        let undone = lost_writes(&history, &state(&[("k", "n1", version(8, "n2"))]));
+        assert_eq!(undone.len(), 1);
+        assert_eq!(undone[0].check, Check::UndoneRemove);
+    }
+
+    #[test]
+    fn one_writes_and_failed_writes_promise_nothing() {
+        let mut history = History::default();
+        let index = history.invoke(
+            0,
+            id("n1"),
+            "k".into(),
+            OpKind::Set { value: "a".into() },
+            Consistency::One,
+            0,
+        );
+        history.complete(
+            index,
+            10,
+            Outcome::Ok { version: Some(version(9, "n1")), value: None },
+            vec![id("n1")],
+        );
+        set(&mut history, "k", "b", 20, Outcome::Failed("quorum".into()), &[]);
+        assert!(lost_writes(&history, &state(&[])).is_empty());
+    }
+}

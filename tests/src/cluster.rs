@@ -1,0 +1,330 @@
+//! Cluster fixtures: N cache nodes on N simulated nodes, all knowing each other.
+//!
+//! Each cache node runs inside its simulated node's init task, so that killing the
+//! simulated node drops the cache node with everything it holds, and restarting it
+//! starts a fresh cache node (no memory) on the same address.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use cache::{CacheNode, NodeConfig, NodeId, Options, OptionsBuilder, Ring};
+use sim::Sim;
+use sim::net::NetError;
+
+/// The replication factor of [`setup_in_process_cluster`].
+pub const REPLICATION_FACTOR_DEFAULT: usize = 3;
+/// Nodes a fixture may have.
+pub const CLUSTER_NODES_MAX: usize = 64;
+/// Polls the fixture allows its nodes to start in.
+const STARTUP_STEPS_MAX: u64 = 100_000;
+
+/// The running cache node of one simulated node: `None` while it is killed.
+type Slot = Rc<RefCell<Option<Rc<CacheNode>>>>;
+
+/// Why a fixture could not be set up.
+#[derive(Debug)]
+pub enum FixtureError {
+    /// The node count is out of range.
+    NodeCount {
+        /// The count given.
+        count: usize,
+    },
+    /// The options are invalid.
+    Options(cache::OptionsError),
+    /// A port could not be allocated.
+    Port(NetError),
+    /// The simulation failed (while the nodes started, or on a kill or restart).
+    Sim(sim::SimError),
+    /// No node of the cluster has this id.
+    UnknownNode {
+        /// The id given.
+        id: NodeId,
+    },
+}
+
+impl fmt::Display for FixtureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FixtureError::NodeCount { count } => {
+                write!(
+                    f,
+                    "invalid node count {count}: a cluster has 1 to {CLUSTER_NODES_MAX} nodes"
+                )
+            }
+            FixtureError::Options(error) => write!(f, "invalid cluster options: {error}"),
+            FixtureError::Port(error) => write!(f, "cannot allocate a node port: {error}"),
+            FixtureError::Sim(error) => write!(f, "simulation error: {error}"),
+            FixtureError::UnknownNode { id } => {
+                write!(f, "unknown node {id}: the cluster's nodes are n1 to nN")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FixtureError {}
+
+struct Member {
+    id: NodeId,
+    sim_node: sim::NodeId,
+    address: String,
+    slot: Slot,
+}
+
+/// An in-process cache cluster on a simulation.
+///
+/// Dropping it stops every cache node and kills its simulated node: every background
+/// task is dropped and every port freed.
+pub struct DistCluster {
+    handle: sim::Handle,
+    members: Vec<Member>,
+    ring: Ring,
+    options: Options,
+    /// Every node's config, read by its init task; [`DistCluster::add_node`] appends.
+    configs: Rc<RefCell<Vec<Option<NodeConfig>>>>,
+}
+
+impl fmt::Debug for DistCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.members.iter().map(|member| member.id.as_str()).collect();
+        f.debug_struct("DistCluster").field("nodes", &ids).finish_non_exhaustive()
+    }
+}
+
+/// An `n`-node cluster with replication factor 3 (options otherwise as given).
+///
+/// # Errors
+///
+/// As [`setup_in_process_cluster_rf`].
+pub fn setup_in_process_cluster(
+    sim: &mut Sim,
+    n: usize,
+    options: OptionsBuilder,
+) -> Result<DistCluster, FixtureError> {
+    setup_in_process_cluster_rf(sim, n, REPLICATION_FACTOR_DEFAULT, options)
+}
+
+/// An `n`-node cluster with replication factor `replication`: nodes `n1`…`nN`, each on
+/// its own simulated node of the same name, all started and knowing each other.
+///
+/// # Errors
+///
+/// An invalid node count or option, or a simulation failure while the nodes start.
+pub fn setup_in_process_cluster_rf(
+    sim: &mut Sim,
+    n: usize,
+    replication: usize,
+    options: OptionsBuilder,
+) -> Result<DistCluster, FixtureError> {
+    if n == 0 || n > CLUSTER_NODES_MAX {
+        return Err(FixtureError::NodeCount { count: n });
+    }
+    let options = options.replication_factor(replication).build().map_err(FixtureError::Options)?;
+    let configs: Rc<RefCell<Vec<Option<NodeConfig>>>> = Rc::new(RefCell::new(vec![None; n]));
+    let mut members = Vec::with_capacity(n);
+    for index in 0..n {
+        let name = format!("n{}", index + 1);
+        let slot: Slot = Rc::default();
+        let init = node_init(index, Rc::clone(&configs), Rc::clone(&slot));
+        let sim_node = sim.node(name.clone()).init(init).try_build().map_err(FixtureError::Sim)?;
+        let address = allocate_port(sim, sim_node).map_err(FixtureError::Port)?;
+        let id = NodeId::new(&name).expect("n1…n64 are valid node ids");
+        members.push(Member { id, sim_node, address, slot });
+    }
+    for (index, member) in members.iter().enumerate() {
+        let peers = members.iter().filter(|peer| peer.id != member.id);
+        configs.borrow_mut()[index] = Some(NodeConfig {
+            id: member.id.clone(),
+            address: member.address.clone(),
+            peers: peers.map(|peer| (peer.id.clone(), peer.address.clone())).collect(),
+            options: options.clone(),
+        });
+    }
+    let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
+    ring.rebuild(members.iter().map(|member| &member.id));
+    let cluster = DistCluster { handle: sim.handle(), members, ring, options, configs };
+    cluster.wait_started(sim)?;
+    Ok(cluster)
+}
+
+/// The init future of node `index`: start the cache node, publish it in `slot`, and
+/// clear the slot when the simulated node is killed.
+fn node_init(
+    index: usize,
+    configs: Rc<RefCell<Vec<Option<NodeConfig>>>>,
+    slot: Slot,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    move || {
+        let (configs, slot) = (Rc::clone(&configs), Rc::clone(&slot));
+        Box::pin(async move {
+            // Read when the task first runs: the fixture fills the configs after it
+            // has built every node (and allocated every address).
+            let config =
+                configs.borrow()[index].clone().expect("configs are set before the sim runs");
+            let node = match cache::start_on_sim(config) {
+                Ok(node) => Rc::new(node),
+                Err(error) => panic!("cache node n{} failed to start: {error}", index + 1),
+            };
+            *slot.borrow_mut() = Some(node);
+            let _clear = ClearOnDrop(slot);
+            // The node lives until its simulated node is killed.
+            std::future::pending::<()>().await;
+        })
+    }
+}
+
+/// Empties a slot (and stops its node) when the init task is dropped by a kill.
+struct ClearOnDrop(Slot);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        if let Some(node) = self.0.borrow_mut().take() {
+            node.stop();
+        }
+    }
+}
+
+impl DistCluster {
+    fn wait_started(&self, sim: &mut Sim) -> Result<(), FixtureError> {
+        let slots: Vec<Slot> = self.members.iter().map(|member| Rc::clone(&member.slot)).collect();
+        let steps_start = sim.steps();
+        let all_started = || slots.iter().all(|slot| slot.borrow().is_some());
+        sim.run_until(all_started).map_err(FixtureError::Sim)?;
+        assert!(sim.steps() - steps_start < STARTUP_STEPS_MAX);
+        Ok(())
+    }
+
+    /// The running node with this id; `None` for an unknown id or a killed node.
+    pub fn by_id(&self, id: &NodeId) -> Option<Rc<CacheNode>> {
+        let member = self.members.iter().find(|member| member.id == *id)?;
+        member.slot.borrow().clone()
+    }
+
+    /// The running node with this name (`"n1"`…), as [`DistCluster::by_id`].
+    pub fn by_name(&self, name: &str) -> Option<Rc<CacheNode>> {
+        self.by_id(&NodeId::new(name).ok()?)
+    }
+
+    /// The running node at `index` (0 is `n1`); `None` when out of range or killed.
+    pub fn node(&self, index: usize) -> Option<Rc<CacheNode>> {
+        self.members.get(index)?.slot.borrow().clone()
+    }
+
+    /// Every node's id, `n1` first.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.members.iter().map(|member| member.id.clone()).collect()
+    }
+
+    /// The simulated node that runs `id`.
+    pub fn sim_node(&self, id: &NodeId) -> Option<sim::NodeId> {
+        self.members.iter().find(|member| member.id == *id).map(|member| member.sim_node)
+    }
+
+    /// The address of `id`.
+    pub fn address(&self, id: &NodeId) -> Option<&str> {
+        self.members.iter().find(|member| member.id == *id).map(|member| member.address.as_str())
+    }
+
+    /// The ring of every node the fixture started ([`DistCluster::add_node`] included):
+    /// the ring every live node converges to while none is declared dead.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The options every node runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Kills the simulated node of `id`: the cache node loses everything it held.
+    ///
+    /// # Errors
+    ///
+    /// For an unknown id.
+    pub fn kill(&self, id: &NodeId) -> Result<(), FixtureError> {
+        self.handle.kill(self.known_sim_node(id)?).map_err(FixtureError::Sim)
+    }
+
+    /// Restarts the simulated node of `id`: a fresh cache node on the same address.
+    /// Run the simulation a little for it to start.
+    ///
+    /// # Errors
+    ///
+    /// For an unknown id.
+    pub fn restart(&self, id: &NodeId) -> Result<(), FixtureError> {
+        self.handle.restart(self.known_sim_node(id)?).map_err(FixtureError::Sim)
+    }
+
+    /// Starts one more node, `n{N+1}`, that knows every node of the fixture (killed
+    /// ones included) and joins through them: they learn of it from its first
+    /// heartbeats and gossip. The fixture's ring then includes it. Run the simulation
+    /// for the others to learn of it and move its keys to it.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster already holds [`CLUSTER_NODES_MAX`] nodes, or when the
+    /// simulation fails while the node starts.
+    pub fn add_node(&mut self, sim: &mut Sim) -> Result<NodeId, FixtureError> {
+        let index = self.members.len();
+        if index >= CLUSTER_NODES_MAX {
+            return Err(FixtureError::NodeCount { count: index + 1 });
+        }
+        let name = format!("n{}", index + 1);
+        let slot: Slot = Rc::default();
+        self.configs.borrow_mut().push(None);
+        let init = node_init(index, Rc::clone(&self.configs), Rc::clone(&slot));
+        let sim_node = sim.node(name.clone()).init(init).try_build().map_err(FixtureError::Sim)?;
+        let address = allocate_port(sim, sim_node).map_err(FixtureError::Port)?;
+        let id = NodeId::new(&name).expect("n1…n64 are valid node ids");
+        let peers = self.members.iter().map(|peer| (peer.id.clone(), peer.address.clone()));
+        self.configs.borrow_mut()[index] = Some(NodeConfig {
+            id: id.clone(),
+            address: address.clone(),
+            peers: peers.collect(),
+            options: self.options.clone(),
+        });
+        self.members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot) });
+        self.ring.rebuild(self.members.iter().map(|member| &member.id));
+        assert_eq!(self.configs.borrow().len(), self.members.len());
+        // Only the new node: a killed one would never start.
+        let steps_start = sim.steps();
+        sim.run_until(|| slot.borrow().is_some()).map_err(FixtureError::Sim)?;
+        assert!(sim.steps() - steps_start < STARTUP_STEPS_MAX);
+        Ok(id)
+    }
+
+    fn known_sim_node(&self, id: &NodeId) -> Result<sim::NodeId, FixtureError> {
+        self.sim_node(id).ok_or_else(|| FixtureError::UnknownNode { id: id.clone() })
+    }
+}
+
+impl Drop for DistCluster {
+    fn drop(&mut self) {
+        for member in &self.members {
+            if let Some(node) = member.slot.borrow_mut().take() {
+                node.stop();
+            }
+            // Killing drops the node's tasks and frees its ports; a node killed already
+            // (or a simulation that ended) has nothing left to free.
+            let _ = self.handle.kill(member.sim_node);
+        }
+    }
+}
+
+/// A key whose owners on `ring` are exactly `desired`, in order: plain native brute
+/// force over `prefix0`, `prefix1`, … up to `limit` candidates.
+pub fn find_owner_key(ring: &Ring, prefix: &str, desired: &[NodeId], limit: u64) -> Option<String> {
+    ring.find_key_with_owners(prefix, desired, limit)
+}
+
+/// Reserves a free port on `node` and returns its address (`name:port`): the
+/// simulated, race-free counterpart of picking a free loopback port.
+///
+/// # Errors
+///
+/// For an unknown or killed node, or a full port range.
+pub fn allocate_port(sim: &sim::Handle, node: sim::NodeId) -> Result<String, NetError> {
+    let addr = sim.allocate_port(node)?;
+    let name = sim.node_name(addr.node()).expect("the node exists: a port was just reserved on it");
+    Ok(format!("{name}:{}", addr.port()))
+}

@@ -1,0 +1,49 @@
+//! The harness that judges the cache: cluster fixtures now; workloads, checkers and
+//! the `cachesim` command line next.
+//!
+//! # Map of the crate
+//!
+//! - `cluster.rs`: [`DistCluster`], an N-node cache cluster on a [`sim::Sim`], with
+//!   [`setup_in_process_cluster`], node lookup by id, and [`find_owner_key`] /
+//!   [`allocate_port`] for scripted tests.
+//!
+//! - `history.rs`: the [`History`] of client operations and crashes.
+//! - `workload.rs`: clients on their own nodes issuing random requests.
+//! - `faults.rs`: [`Profile`]s and the [`FaultPlan`] a seed draws.
+//! - `nemesis.rs`: applies a plan to a running cluster.
+//! - `checker.rs`: the contract's clauses, as checks over history and stores.
+//! - `corpus.rs`: `seeds.txt`, the regression corpus.
+//! - `plan_file.rs`: a run written down, for `replay --plan`.
+//! - `shrink.rs`: delta debugging of a failing run's plan and workload.
+//! - `run.rs`: one run end to end, [`run`] → [`RunReport`] with its [`Verdict`].
+//!
+//! Everything that judges lives here, outside the cache: the cache never checks
+//! itself against a model.
+
+#![deny(missing_docs)]
+
+mod checker;
+mod cluster;
+mod corpus;
+mod faults;
+mod history;
+mod nemesis;
+mod plan_file;
+mod run;
+mod shrink;
+mod workload;
+
+pub use crate::checker::{Check, Violation};
+pub use crate::cluster::{
+    CLUSTER_NODES_MAX, DistCluster, FixtureError, REPLICATION_FACTOR_DEFAULT, allocate_port,
+    find_owner_key, setup_in_process_cluster, setup_in_process_cluster_rf,
+};
+pub use crate::corpus::{CorpusEntry, CorpusError, parse_corpus};
+pub use crate::faults::{
+    EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, ParseProfileError, Profile,
+};
+pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
+pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
+pub use crate::run::{RunConfig, RunReport, Verdict, run};
+pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
+pub use crate::workload::WorkloadConfig;

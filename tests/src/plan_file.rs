@@ -1,0 +1,242 @@
+//! A run written down: seed, profile, workload size and the exact fault plan, as text
+//! that `cachesim replay --plan FILE` runs again.
+//!
+//! ```text
+//! # written by cachesim shrink
+//! seed 42
+//! profile swarm
+//! clients 2
+//! fault-seconds 10
+//! quiet-seconds 40
+//! episode 475 3283 duplicate 8/100
+//! episode 4183 11268 pause n2
+//! episode 1000 2000 partition n1,n2 | n3,n4,n5
+//! ```
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use sim::rand::Ratio;
+
+use crate::faults::{Episode, Fault, FaultPlan, Profile};
+use crate::run::RunConfig;
+
+/// A malformed plan file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanFileError {
+    /// The line number, from 1.
+    pub line: usize,
+    /// What is wrong and what was expected.
+    pub problem: String,
+}
+
+impl fmt::Display for PlanFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan file line {}: {}", self.line, self.problem)
+    }
+}
+
+impl std::error::Error for PlanFileError {}
+
+fn node_text(node: usize) -> String {
+    format!("n{}", node + 1)
+}
+
+fn fault_text(fault: &Fault) -> String {
+    let list =
+        |nodes: &[usize]| nodes.iter().map(|node| node_text(*node)).collect::<Vec<_>>().join(",");
+    match fault {
+        Fault::Partition { side_a, side_b } => {
+            format!("partition {} | {}", list(side_a), list(side_b))
+        }
+        Fault::PartitionOneway { from, to } => {
+            format!("partition-oneway {} {}", node_text(*from), node_text(*to))
+        }
+        Fault::Loss { ratio } => format!("loss {ratio}"),
+        Fault::Duplicate { ratio } => format!("duplicate {ratio}"),
+        Fault::LatencySpike { latency_ms_max } => format!("latency {latency_ms_max}"),
+        Fault::Crash { node } => format!("crash {}", node_text(*node)),
+        Fault::Pause { node } => format!("pause {}", node_text(*node)),
+        Fault::ClockSkew { node, offset_ms, drift_ppm } => {
+            format!("clock {} {offset_ms} {drift_ppm}", node_text(*node))
+        }
+    }
+}
+
+/// Writes `config` (with its plan) as a plan file.
+pub fn write_plan_file(config: &RunConfig, plan: &FaultPlan, comment: &str) -> String {
+    let mut text = String::new();
+    for line in comment.lines() {
+        let _ = writeln!(text, "# {line}");
+    }
+    let _ = writeln!(text, "seed {}", config.seed);
+    let _ = writeln!(text, "profile {}", config.profile);
+    let _ = writeln!(text, "clients {}", config.workload.clients);
+    let _ = writeln!(text, "fault-seconds {}", config.fault_phase.as_secs());
+    let _ = writeln!(text, "quiet-seconds {}", config.quiet.as_secs());
+    for episode in &plan.episodes {
+        let _ = writeln!(
+            text,
+            "episode {} {} {}",
+            episode.start_ms,
+            episode.duration_ms,
+            fault_text(&episode.fault)
+        );
+    }
+    text
+}
+
+/// Parses a plan file into the run it describes.
+///
+/// # Errors
+///
+/// The first malformed line, with its number and what was expected.
+pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
+    let mut config = RunConfig::new(0, Profile::Swarm);
+    let mut plan = FaultPlan::default();
+    let mut seed_seen = false;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let content = raw.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let error = |problem: String| PlanFileError { line, problem };
+        let (word, rest) = content.split_once(' ').map_or((content, ""), |(w, r)| (w, r.trim()));
+        let number = |what: &str| {
+            rest.parse::<u64>()
+                .map_err(|_| error(format!("invalid {what} {rest:?}: expected a whole number")))
+        };
+        match word {
+            "seed" => {
+                config.seed = number("seed")?;
+                seed_seen = true;
+            }
+            "profile" => {
+                config.profile = rest
+                    .parse()
+                    .map_err(|e: crate::faults::ParseProfileError| error(e.to_string()))?
+            }
+            "clients" => {
+                config.workload.clients =
+                    usize::try_from(number("client count")?).unwrap_or(usize::MAX).max(1)
+            }
+            "fault-seconds" => {
+                config.fault_phase = Duration::from_secs(number("fault-seconds")?.max(1))
+            }
+            "quiet-seconds" => config.quiet = Duration::from_secs(number("quiet-seconds")?),
+            "episode" => plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?),
+            other => {
+                return Err(error(format!(
+                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds or episode"
+                )));
+            }
+        }
+    }
+    if !seed_seen {
+        return Err(PlanFileError {
+            line: text.lines().count().max(1),
+            problem: "no `seed N` line".to_string(),
+        });
+    }
+    plan.episodes.sort_by_key(|episode| episode.start_ms);
+    config.plan = Some(plan);
+    Ok(config)
+}
+
+fn parse_episode(text: &str, node_count: usize) -> Result<Episode, String> {
+    let expected =
+        "expected `episode START_MS DURATION_MS FAULT`, for example `episode 1000 2500 crash n3`";
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [start, duration, kind, args @ ..] = &words[..] else {
+        return Err(format!("too few words: {expected}"));
+    };
+    let start_ms = start.parse().map_err(|_| format!("invalid start {start:?}: {expected}"))?;
+    let duration_ms =
+        duration.parse().map_err(|_| format!("invalid duration {duration:?}: {expected}"))?;
+    let fault = parse_fault(kind, args, node_count)?;
+    Ok(Episode { start_ms, duration_ms, fault })
+}
+
+fn parse_node(text: &str, node_count: usize) -> Result<usize, String> {
+    let index: usize = text
+        .strip_prefix('n')
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=node_count).contains(n))
+        .ok_or_else(|| format!("invalid node {text:?}: expected n1 to n{node_count}"))?;
+    Ok(index - 1)
+}
+
+fn parse_nodes(text: &str, node_count: usize) -> Result<Vec<usize>, String> {
+    text.split(',').map(|node| parse_node(node.trim(), node_count)).collect()
+}
+
+fn parse_fault(kind: &str, args: &[&str], node_count: usize) -> Result<Fault, String> {
+    let ratio = |text: &str| text.parse::<Ratio>().map_err(|e| e.to_string());
+    let number = |text: &str| text.parse::<i64>().map_err(|_| format!("invalid number {text:?}"));
+    Ok(match (kind, args) {
+        ("partition", [a, "|", b]) => Fault::Partition {
+            side_a: parse_nodes(a, node_count)?,
+            side_b: parse_nodes(b, node_count)?,
+        },
+        ("partition-oneway", [from, to]) => Fault::PartitionOneway {
+            from: parse_node(from, node_count)?,
+            to: parse_node(to, node_count)?,
+        },
+        ("loss", [r]) => Fault::Loss { ratio: ratio(r)? },
+        ("duplicate", [r]) => Fault::Duplicate { ratio: ratio(r)? },
+        ("latency", [ms]) => Fault::LatencySpike {
+            latency_ms_max: u64::try_from(number(ms)?)
+                .map_err(|_| "latency must be positive".to_string())?,
+        },
+        ("crash", [node]) => Fault::Crash { node: parse_node(node, node_count)? },
+        ("pause", [node]) => Fault::Pause { node: parse_node(node, node_count)? },
+        ("clock", [node, offset, drift]) => Fault::ClockSkew {
+            node: parse_node(node, node_count)?,
+            offset_ms: number(offset)?,
+            drift_ppm: i32::try_from(number(drift)?)
+                .map_err(|_| format!("drift {drift} out of range"))?,
+        },
+        _ => {
+            return Err(format!(
+                "invalid fault `{kind} {}`: expected partition A,B | C,D; partition-oneway FROM TO; loss N/D; duplicate N/D; latency MS; crash NODE; pause NODE; clock NODE OFFSET_MS DRIFT_PPM",
+                args.join(" ")
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::rand::SimRng;
+
+    #[test]
+    fn plans_round_trip_through_text() {
+        for seed in 0..50 {
+            let mut config = RunConfig::new(seed, Profile::Swarm);
+            let plan =
+                FaultPlan::draw(Profile::Swarm, &mut SimRng::forked(seed, "faults"), 5, 20_000);
+            config.workload.clients = 2;
+            let text = write_plan_file(&config, &plan, "a test\nof comments");
+            let parsed = parse_plan_file(&text).unwrap();
+            assert_eq!(parsed.seed, seed);
+            assert_eq!(parsed.workload.clients, 2);
+            assert_eq!(parsed.plan.as_ref(), Some(&plan), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_files_name_the_line_and_the_format() {
+        let error = parse_plan_file("seed 1\nepisode 10 20 crash n9\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.problem.contains("expected n1 to n5"), "{error}");
+        let error = parse_plan_file("seed 1\nepisode 10 20 meteor n1\n").unwrap_err();
+        assert!(error.problem.contains("expected partition"), "{error}");
+        let error = parse_plan_file("profile swarm\n").unwrap_err();
+        assert!(error.problem.contains("no `seed N` line"), "{error}");
+        let error = parse_plan_file("seed x\n").unwrap_err();
+        assert!(error.to_string().contains("line 1: invalid seed \"x\""), "{error}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Replays every line of `seeds.txt`: each seed that once found a bug must pass now.
+
+use cachesim::{RunConfig, parse_corpus, run};
+
+#[test]
+fn every_corpus_seed_passes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../seeds.txt");
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
+    let entries = parse_corpus(&text).unwrap_or_else(|error| panic!("{error}"));
+    let mut failures = Vec::new();
+    for entry in &entries {
+        let report = run(&RunConfig::new(entry.seed, entry.profile));
+        if !report.verdict.is_pass() {
+            failures.push(format!(
+                "seeds.txt line {} ({} {}, {}): {}\n  replay: cargo run --release -- replay --seed {} --profile {} --trace",
+                entry.line, entry.profile, entry.seed, entry.note, report.verdict, entry.seed, entry.profile
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus seeds failed:\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,41 @@
+//! The harness end to end: a run is a pure function of its seed, the no-fault
+//! baseline passes, and a shrunk plan replays to the same failure kind.
+
+use cachesim::{Profile, RunConfig, parse_plan_file, run, write_plan_file};
+
+#[test]
+fn a_run_is_a_pure_function_of_its_seed() {
+    for profile in [Profile::None, Profile::Swarm] {
+        for seed in 0..3 {
+            let config = RunConfig::new(seed, profile);
+            let (first, second) = (run(&config), run(&config));
+            assert_eq!(first.fingerprint, second.fingerprint, "{profile} {seed}");
+            assert_eq!((first.events, first.operations), (second.events, second.operations));
+            assert_eq!(first.verdict, second.verdict);
+            assert_eq!(first.plan, second.plan);
+        }
+    }
+}
+
+#[test]
+fn the_no_fault_baseline_passes() {
+    for seed in 0..6 {
+        let report = run(&RunConfig::new(seed, Profile::None));
+        assert!(report.verdict.is_pass(), "seed {seed}: {}", report.verdict);
+        assert!(report.operations > 100, "seed {seed} ran only {} operations", report.operations);
+        assert!(report.plan.episodes.is_empty());
+    }
+}
+
+#[test]
+fn a_written_plan_replays_the_same_run() {
+    let config = RunConfig::new(7, Profile::Swarm);
+    let report = run(&config);
+    let text = write_plan_file(&config, &report.plan, "test");
+    let replayed = run(&parse_plan_file(&text).unwrap());
+    assert_eq!(
+        replayed.fingerprint, report.fingerprint,
+        "an explicit plan equal to the drawn one is the same run"
+    );
+    assert_eq!(replayed.verdict, report.verdict);
+}
