@@ -27,7 +27,7 @@
 //! those that share keys with this node, with an adaptive backoff ([`AntiEntropy`]).
 //! The tree is pure (`merkle.rs`); this file is its thin async shell.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -52,6 +52,10 @@ pub const MERKLE_KEYS_PER_FETCH_MAX: usize = 256;
 pub const MERKLE_FETCH_BYTES_MAX: usize = 4 << 20;
 /// The largest `merkle_backoff_factor_max` an option may ask for.
 pub const MERKLE_BACKOFF_FACTOR_MAX: u64 = 64;
+/// Rounds a starting node spends pulling from peers it cannot reach yet.
+pub const BOOTSTRAP_ROUNDS_MAX: u32 = 30;
+/// The wait between two bootstrap rounds.
+const BOOTSTRAP_ROUND_WAIT_MS: u64 = 1_000;
 
 const _: () = assert!(MERKLE_LEAVES_PER_REQUEST_MAX >= 1);
 const _: () = assert!(MERKLE_KEYS_PER_FETCH_MAX >= 1);
@@ -67,9 +71,11 @@ const _: () = assert!(MERKLE_BACKOFF_FACTOR_MAX.is_power_of_two());
 /// divergence and leaves it as it is.
 #[derive(Debug)]
 pub(crate) struct AntiEntropy {
-    interval_ms: u64,
     backoff_factor: u64,
     backoff_factor_max: u64,
+    /// Rounds made, for the rotation over peers; `None` until the first round, which
+    /// starts the rotation at a random peer.
+    rotation: Option<u64>,
 }
 
 /// How an autosync round ended, for the backoff.
@@ -88,18 +94,28 @@ impl AntiEntropy {
         let backoff_factor_max = options.merkle_backoff_factor_max();
         assert!(backoff_factor_max >= 1);
         assert!(backoff_factor_max <= MERKLE_BACKOFF_FACTOR_MAX);
-        AntiEntropy {
-            interval_ms: options.merkle_sync_interval_ms(),
-            backoff_factor: 1,
-            backoff_factor_max,
-        }
+        AntiEntropy { backoff_factor: 1, backoff_factor_max, rotation: None }
     }
 
-    /// The wait before the next round, before jitter.
-    pub(crate) fn wait_ms(&self) -> u64 {
-        assert!(self.backoff_factor >= 1);
-        assert!(self.backoff_factor <= self.backoff_factor_max);
-        self.interval_ms.saturating_mul(self.backoff_factor)
+    /// The current backoff factor: rounds wait this many intervals.
+    pub(crate) fn backoff_factor(&self) -> u64 {
+        self.backoff_factor
+    }
+
+    /// Stops backing off: the next round comes within one interval.
+    pub(crate) fn reset_backoff(&mut self) {
+        self.backoff_factor = 1;
+    }
+
+    /// The index of the next round's peer among `peer_count`: a rotation (starting at
+    /// `random`), so that every peer that shares keys is synced with within
+    /// `peer_count` rounds.
+    pub(crate) fn next_peer(&mut self, peer_count: usize, random: u64) -> usize {
+        assert!(peer_count > 0);
+        let rotation = self.rotation.get_or_insert(random % peer_count as u64);
+        let index = *rotation % peer_count as u64;
+        *rotation = rotation.wrapping_add(1);
+        usize::try_from(index).expect("below the peer count")
     }
 
     /// Records a round's outcome; returns the new factor.
@@ -187,6 +203,9 @@ pub struct SyncReport {
     pub keys_fetched: usize,
     /// Entries applied (newer than what was held when they arrived).
     pub keys_pulled: usize,
+    /// Entries this node held newer than the peer (or that the peer lacked), sent to
+    /// the peer and acknowledged: a sync converges both sides.
+    pub keys_pushed: usize,
 }
 
 impl SyncReport {
@@ -197,6 +216,7 @@ impl SyncReport {
             leaves_differing: 0,
             keys_listed: 0,
             keys_fetched: 0,
+            keys_pushed: 0,
             keys_pulled: 0,
         }
     }
@@ -349,9 +369,15 @@ impl Inner {
         for batch in differing.chunks(MERKLE_LEAVES_PER_REQUEST_MAX) {
             let listing = inner.sync_list(peer, leaf_count, batch).await?;
             report.keys_listed += listing.len();
+            let pushes = inner.sync_pushes(peer, leaf_count, batch, &listing);
             let wanted = inner.sync_wanted(listing);
             for keys in wanted.chunks(MERKLE_KEYS_PER_FETCH_MAX) {
                 inner.sync_fetch(peer, keys, &mut report).await?;
+            }
+            // Push what the peer lacks or holds older, through its ownership guard and
+            // version check, like any replica write. Never a delete.
+            for (key, entry) in pushes {
+                report.keys_pushed += usize::from(inner.send_replica_write(peer, key, entry).await);
             }
         }
         assert!(report.keys_pulled <= report.keys_fetched);
@@ -365,6 +391,29 @@ impl Inner {
             pulled = report.keys_pulled, "merkle sync"
         );
         Ok(report)
+    }
+
+    /// The entries of `batch`'s leaves that this node holds newer than `listing` (the
+    /// peer's) says, or that the peer lacks; at most [`MERKLE_KEYS_PER_FETCH_MAX`].
+    fn sync_pushes(
+        &self,
+        peer: &NodeId,
+        leaf_count: usize,
+        batch: &[usize],
+        listing: &[(String, Version)],
+    ) -> Vec<(String, Entry)> {
+        let theirs: BTreeMap<&str, &Version> =
+            listing.iter().map(|(key, version)| (key.as_str(), version)).collect();
+        let state = self.state.borrow();
+        state
+            .store
+            .iter()
+            .filter(|(key, _)| batch.binary_search(&leaf_index(key, leaf_count)).is_ok())
+            .filter(|(key, _)| shares(&state.ring, key, &self.id, peer))
+            .filter(|(key, entry)| theirs.get(key).is_none_or(|held| entry.version() > *held))
+            .take(MERKLE_KEYS_PER_FETCH_MAX)
+            .map(|(key, entry)| (key.to_string(), entry.clone()))
+            .collect()
     }
 
     /// The `(key, version)` of every entry this node shares with `peer`, in key order.
@@ -547,18 +596,71 @@ impl Inner {
         let task = Inner::auto_sync_loop(Rc::downgrade(inner));
         let guard = inner.runtime.spawn("anti-entropy", Box::pin(task));
         inner.keep_task(guard);
+        let bootstrap = Inner::bootstrap_loop(Rc::downgrade(inner));
+        let guard = inner.runtime.spawn("anti-entropy bootstrap", Box::pin(bootstrap));
+        inner.keep_task(guard);
+    }
+
+    /// A node starts with an empty store, on its first start as after a crash: it pulls
+    /// what it owns from every peer, at once and without waiting for a peer to notice
+    /// that it is back (a crash before the first heartbeat is noticed by nobody). On a
+    /// cluster's first start every store is empty and this pulls nothing. A peer that
+    /// cannot be reached is tried again each round, for [`BOOTSTRAP_ROUNDS_MAX`] rounds;
+    /// after that autosync covers it.
+    async fn bootstrap_loop(node: Weak<Inner>) {
+        let mut pending: Option<Vec<NodeId>> = None;
+        for _ in 0..BOOTSTRAP_ROUNDS_MAX {
+            let Some(inner) = node.upgrade() else { return };
+            if inner.check_running().is_err() {
+                return;
+            }
+            let peers = pending.take().unwrap_or_else(|| {
+                let state = inner.state.borrow();
+                state
+                    .membership
+                    .members()
+                    .map(|member| member.id.clone())
+                    .filter(|id| *id != inner.id)
+                    .collect()
+            });
+            let syncs = peers.iter().map(|peer| Inner::sync_with(&inner, peer));
+            let results = futures::future::join_all(syncs).await;
+            let left: Vec<NodeId> = peers
+                .into_iter()
+                .zip(results)
+                .filter(|(_, result)| result.is_err())
+                .map(|(peer, _)| peer)
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            pending = Some(left);
+            let wait = inner.runtime.sleep(Duration::from_millis(BOOTSTRAP_ROUND_WAIT_MS));
+            drop(inner);
+            wait.await;
+        }
     }
 
     /// One round per wait until the node stops (its guard cancels the task) or is
     /// dropped. Holds the node only during a round, never while it sleeps.
     async fn auto_sync_loop(node: Weak<Inner>) {
         loop {
-            let sleep = {
-                let Some(inner) = node.upgrade() else { return };
-                let wait = Duration::from_millis(inner.auto_sync_wait_ms());
-                inner.runtime.sleep(wait)
-            };
-            sleep.await;
+            // The backoff's wait, one interval at a time, so that a reset (a ring
+            // change) cuts a long wait short.
+            let mut intervals_waited = 0;
+            loop {
+                let sleep = {
+                    let Some(inner) = node.upgrade() else { return };
+                    let factor = inner.anti_entropy.borrow().backoff_factor();
+                    if intervals_waited >= factor {
+                        break;
+                    }
+                    let first = intervals_waited == 0;
+                    inner.runtime.sleep(Duration::from_millis(inner.auto_sync_wait_ms(first)))
+                };
+                sleep.await;
+                intervals_waited += 1;
+            }
             let Some(inner) = node.upgrade() else { return };
             if inner.check_running().is_err() {
                 return;
@@ -567,15 +669,13 @@ impl Inner {
         }
     }
 
-    /// The backoff's wait plus a jitter of up to a quarter of the interval, so that
-    /// nodes started together do not sync in lockstep.
-    fn auto_sync_wait_ms(&self) -> u64 {
+    /// One interval, the first of a wait with a jitter of up to a quarter of the
+    /// interval, so that nodes started together do not sync in lockstep.
+    fn auto_sync_wait_ms(&self, first: bool) -> u64 {
         let interval_ms = self.options.merkle_sync_interval_ms();
         assert!(interval_ms > 0, "the loop runs only with an interval");
-        let jitter_ms = self.runtime.random_u64() % (interval_ms / 4 + 1);
-        let wait_ms = self.anti_entropy.borrow().wait_ms();
-        assert!(wait_ms >= interval_ms);
-        wait_ms + jitter_ms
+        let jitter_ms = if first { self.runtime.random_u64() % (interval_ms / 4 + 1) } else { 0 };
+        interval_ms + jitter_ms
     }
 
     /// Syncs with one random peer that shares keys with this node, and records it.
@@ -584,8 +684,8 @@ impl Inner {
         if peers.is_empty() {
             return; // Nobody shares keys with this node (one node, or a replication of 1).
         }
-        let index = inner.runtime.random_u64() % peers.len() as u64;
-        let peer = &peers[usize::try_from(index).expect("below the peer count")];
+        let random = inner.runtime.random_u64();
+        let peer = &peers[inner.anti_entropy.borrow_mut().next_peer(peers.len(), random)];
         let started = inner.runtime.elapsed();
         let result = Inner::sync_with(inner, peer).await;
         let round_ns = elapsed_ns(inner.runtime.elapsed(), started);
@@ -655,13 +755,13 @@ mod tests {
     #[test]
     fn backoff_doubles_on_clean_rounds_up_to_the_max_and_resets_on_differences() {
         let mut state = anti_entropy(8);
-        assert_eq!(state.wait_ms(), 1_000);
+        assert_eq!(state.backoff_factor() * 1_000, 1_000);
         let factors: Vec<u64> = (0..5).map(|_| state.record(RoundOutcome::Clean)).collect();
         assert_eq!(factors, [2, 4, 8, 8, 8]);
-        assert_eq!(state.wait_ms(), 8_000);
+        assert_eq!(state.backoff_factor() * 1_000, 8_000);
         assert_eq!(state.record(RoundOutcome::Failed), 8, "a failure says nothing");
         assert_eq!(state.record(RoundOutcome::Dirty), 1);
-        assert_eq!(state.wait_ms(), 1_000);
+        assert_eq!(state.backoff_factor() * 1_000, 1_000);
     }
 
     #[test]
@@ -670,7 +770,7 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(state.record(RoundOutcome::Clean), 1);
         }
-        assert_eq!(state.wait_ms(), 1_000);
+        assert_eq!(state.backoff_factor() * 1_000, 1_000);
     }
 
     #[test]

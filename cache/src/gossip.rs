@@ -186,6 +186,10 @@ impl Inner {
         if !effects.entered.is_empty() {
             self.rebalancer.borrow_mut().note_entered(&self.id, effects.entered);
         }
+        if changes.iter().any(|change| change.ring_changed) {
+            // Replicas diverge when the ring changes: anti-entropy stops backing off.
+            self.anti_entropy.borrow_mut().reset_backoff();
+        }
         if !effects.alive.is_empty() {
             let heard_ms = self.elapsed_ms();
             let mut detector = self.detector.borrow_mut();

@@ -81,8 +81,9 @@ mod version;
 mod write_path;
 
 pub use crate::anti_entropy::{
-    MERKLE_BACKOFF_FACTOR_MAX, MERKLE_FETCH_BYTES_MAX, MERKLE_KEYS_PER_FETCH_MAX,
-    MERKLE_LEAVES_PER_REQUEST_MAX, MerkleRequest, MerkleResponse, SyncReport,
+    BOOTSTRAP_ROUNDS_MAX, MERKLE_BACKOFF_FACTOR_MAX, MERKLE_FETCH_BYTES_MAX,
+    MERKLE_KEYS_PER_FETCH_MAX, MERKLE_LEAVES_PER_REQUEST_MAX, MerkleRequest, MerkleResponse,
+    SyncReport,
 };
 pub use crate::consistency::{Consistency, ParseConsistencyError};
 pub use crate::error::Error;

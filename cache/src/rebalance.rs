@@ -10,8 +10,8 @@
 //!   owner, and is released once each of them holds it (or a hint was queued for it);
 //! - a key this node owns goes to each owner that is new to it (not an owner on the
 //!   baseline, or a node that entered the ring or restarted since, whose memory may be
-//!   empty), but only from one sender: the first owner that was already an owner and
-//!   is not new itself. Every other owner leaves it to that one.
+//!   empty), from every owner that is not new itself, so that one sender crashing
+//!   mid-pass cannot strand the key (a new owner sends only when no old one is left).
 //!
 //! A ring that changes mid-pass restarts the pass (a key planned twice is refused by
 //! the version check). A completed pass makes its ring the baseline. With no change
@@ -449,8 +449,12 @@ fn key_plan(
     }
     let previous = baseline.lookup(key);
     let is_new = |node: &NodeId| !previous.contains(node) || pass.copy_to.contains(node);
-    let responsible = owners.iter().find(|owner| !is_new(owner)).unwrap_or(local);
-    if responsible != local {
+    // Every owner that held the key before the change sends it, not just one: a sender
+    // that crashes mid-pass must not strand a key (the receivers' version check makes
+    // the duplicates harmless). A node new to the key sends only if no old owner is
+    // left to do it.
+    let old_owner_left = owners.iter().any(|owner| !is_new(owner));
+    if is_new(local) && old_owner_left {
         return Vec::new();
     }
     owners

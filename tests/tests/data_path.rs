@@ -260,12 +260,17 @@ fn late_replica_write_never_overwrites_a_newer_value() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let cluster = setup_in_process_cluster(sim, 3, options()).map_err(|e| e.to_string())?;
         let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
-        // Hold back every message from n1 to n3 for 2 s: the first write's replica copy
-        // reaches n3 after the second write's.
+        // Hold back the first replica write from n1 to n3 for 2 s: the first write's
+        // copy reaches n3 after the second write's.
         let (n1, n3) = (cluster.sim_node(&id("n1")).unwrap(), cluster.sim_node(&id("n3")).unwrap());
         let delay_first = std::cell::Cell::new(true);
         let rule = sim.add_rule(move |meta| {
-            if meta.from().node() == n1 && meta.to().node() == n3 && delay_first.replace(false) {
+            let is_replica_write = matches!(
+                meta.downcast_ref::<sim::net::Rpc<cache::PeerRequest, cache::PeerResponse>>(),
+                Some(sim::net::Rpc::Request { body: cache::PeerRequest::Replicate { .. }, .. })
+            );
+            let on_link = meta.from().node() == n1 && meta.to().node() == n3;
+            if on_link && is_replica_write && delay_first.replace(false) {
                 sim::net::Verdict::Delay(Duration::from_secs(2))
             } else {
                 sim::net::Verdict::Deliver
