@@ -370,6 +370,13 @@ impl Inner {
             let listing = inner.sync_list(peer, leaf_count, batch).await?;
             report.keys_listed += listing.len();
             let pushes = inner.sync_pushes(peer, leaf_count, batch, &listing);
+            if inner.mutant(crate::Mutant::MerkleAbsenceDeletes) {
+                // The canary: what the peer lacks is taken as deleted.
+                let listed: BTreeSet<&str> = listing.iter().map(|(key, _)| key.as_str()).collect();
+                let absent = pushes.iter().filter(|(key, _)| !listed.contains(key.as_str()));
+                let mut state = inner.state.borrow_mut();
+                absent.for_each(|(key, _)| drop(state.store.drop_local(key)));
+            }
             let wanted = inner.sync_wanted(listing);
             for keys in wanted.chunks(MERKLE_KEYS_PER_FETCH_MAX) {
                 inner.sync_fetch(peer, keys, &mut report).await?;

@@ -91,6 +91,9 @@ struct PeerRecord {
     boot_id: Option<u64>,
 }
 
+/// A round this many heartbeat intervals late means this node was paused.
+const OWN_PAUSE_INTERVALS_MIN: u64 = 3;
+
 /// The failure detector's state: plain data, planned by [`Detector::plan_round`].
 #[derive(Debug)]
 pub(crate) struct Detector {
@@ -103,6 +106,9 @@ pub(crate) struct Detector {
     /// The round-robin order of probes, reshuffled when exhausted.
     probe_order: Vec<NodeId>,
     probe_position: usize,
+    heartbeat_interval_ms: u64,
+    /// When the last round was planned, to notice this node's own pauses.
+    round_last_ms: Option<u64>,
 }
 
 /// One heartbeat round's plan.
@@ -136,7 +142,26 @@ impl Detector {
             peers: BTreeMap::new(),
             probe_order: Vec::new(),
             probe_position: 0,
+            heartbeat_interval_ms: options.heartbeat_interval_ms(),
+            round_last_ms: None,
         }
+    }
+
+    /// A round far later than its interval means that this node itself was frozen (a
+    /// stop-the-world pause, a stalled process): its peers' silence over the gap is its
+    /// own, so the gap is forgiven rather than read as every peer dying at once.
+    fn forgive_own_pause(&mut self, now_ms: u64) {
+        let last_ms = self.round_last_ms.replace(now_ms);
+        let Some(last_ms) = last_ms else { return };
+        let gap_ms = now_ms.saturating_sub(last_ms);
+        let expected_ms = self.heartbeat_interval_ms.saturating_mul(OWN_PAUSE_INTERVALS_MIN);
+        if gap_ms <= expected_ms.max(1) {
+            return;
+        }
+        for record in self.peers.values_mut() {
+            record.heard_ms = record.heard_ms.saturating_add(gap_ms).min(now_ms);
+        }
+        tracing::info!(target: "cache::detector", gap_ms, "own pause noticed: peers' silence forgiven");
     }
 
     /// This node's boot id.
@@ -178,6 +203,7 @@ impl Detector {
     ) -> RoundPlan {
         let local = membership.local_id();
         self.peers_sync(membership, now_ms);
+        self.forgive_own_pause(now_ms);
         let mut plan = RoundPlan::default();
         let mut candidates = Vec::new();
         for member in membership.members().filter(|member| member.id != *local) {
@@ -530,14 +556,36 @@ mod tests {
         let plan = detector.plan_round(1_000, &membership, 1);
         assert_eq!((plan.suspect.len(), plan.dead.len()), (0, 0), "first sight counts as heard");
         assert_eq!(targets(&plan).len(), 2);
+        // Rounds come every heartbeat interval (1 s); a longer gap would be this
+        // node's own pause (see `own_pause_is_forgiven`).
+        detector.plan_round(2_000, &membership, 2);
+        detector.plan_round(3_000, &membership, 2);
         detector.note_heard(&id("b"), 3_500);
         let plan = detector.plan_round(4_001, &membership, 2);
         assert_eq!(plan.suspect, [id("c")]);
         assert!(plan.dead.is_empty());
+        detector.plan_round(5_000, &membership, 3);
+        detector.plan_round(6_000, &membership, 3);
         let plan = detector.plan_round(7_001, &membership, 3);
         assert_eq!(plan.dead, [id("c")]);
         assert_eq!(plan.suspect, [id("b")]);
         assert_eq!(targets(&plan), ["b"], "a peer declared dead is not probed");
+    }
+
+    #[test]
+    fn own_pause_is_forgiven() {
+        let membership = view("a", &["b", "c"]);
+        let mut detector = detector(3_000, 6_000, 2);
+        detector.plan_round(1_000, &membership, 1);
+        detector.note_heard(&id("b"), 1_500);
+        // Frozen for 10 s: everyone is silent because this node was, so nobody is
+        // declared dead on waking up; silence after the pause still counts.
+        let plan = detector.plan_round(11_000, &membership, 2);
+        assert!(plan.dead.is_empty() && plan.suspect.is_empty(), "{plan:?}");
+        detector.plan_round(12_000, &membership, 3);
+        detector.plan_round(13_000, &membership, 3);
+        let plan = detector.plan_round(14_100, &membership, 3);
+        assert_eq!(plan.suspect.len(), 2, "silent for 3 s after the pause: {plan:?}");
     }
 
     #[test]

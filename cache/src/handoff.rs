@@ -122,7 +122,9 @@ impl Inner {
                 let delivered = self.send_replica_write(target, key.clone(), entry).await;
                 // Acknowledged only if still the queued version: a newer hint queued
                 // meanwhile must still be sent.
-                delivered && self.handoff.borrow_mut().queue.acknowledge(target, &key, &version)
+                let drop_anyway = self.mutant(crate::Mutant::HintDropOnError);
+                (delivered || drop_anyway)
+                    && self.handoff.borrow_mut().queue.acknowledge(target, &key, &version)
             }
         });
         let outcomes = join_all(sends).await;

@@ -68,6 +68,7 @@ mod membership;
 mod merkle;
 mod message;
 mod metrics;
+mod mutant;
 mod node;
 mod node_id;
 mod options;
@@ -104,6 +105,7 @@ pub use crate::merkle::{
 };
 pub use crate::message::{ClientRequest, ClientResponse, PeerRequest, PeerResponse, WriteOp};
 pub use crate::metrics::{Metrics, MetricsSnapshot};
+pub use crate::mutant::Mutant;
 pub use crate::node::{CacheNode, NodeConfig, PeerHandler};
 pub use crate::node_id::{NODE_ID_LEN_MAX, NodeId};
 pub use crate::options::{

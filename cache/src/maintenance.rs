@@ -100,7 +100,12 @@ impl Inner {
     pub(crate) fn sweep_store(&self) -> SweepReport {
         let now_ms = self.runtime.wall_clock_ms();
         let mut state = self.state.borrow_mut();
-        let report = sweep(&mut state.store, now_ms, self.options.tombstone_ttl_ms());
+        let ttl_ms = if self.mutant(crate::Mutant::TombstonesSweptAtOnce) {
+            1
+        } else {
+            self.options.tombstone_ttl_ms()
+        };
+        let report = sweep(&mut state.store, now_ms, ttl_ms);
         state.metrics.items_expired += report.items_expired as u64;
         state.metrics.tombstones_purged += report.tombstones_purged as u64;
         drop(state);

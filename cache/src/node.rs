@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub peers: Vec<(NodeId, String)>,
     /// Its options.
     pub options: Options,
+    /// A planted bug this node runs with (tests of the harness only).
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::mutant::Mutant>,
 }
 
 /// The state of one node; borrowed briefly, never across an `.await`.
@@ -61,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) rebalancer: RefCell<Rebalancer>,
     /// Set by [`CacheNode::drain`]: writes are refused, reads served.
     pub(crate) draining: Cell<bool>,
+    #[cfg(feature = "mutants")]
+    pub(crate) mutant: Option<crate::mutant::Mutant>,
     stopped: Cell<bool>,
     tasks: RefCell<Vec<TaskGuard>>,
 }
@@ -132,6 +137,8 @@ impl CacheNode {
             transport,
             state: RefCell::new(state),
             draining: Cell::new(false),
+            #[cfg(feature = "mutants")]
+            mutant: config.mutant,
             stopped: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
         });
@@ -313,7 +320,12 @@ impl Inner {
     /// jump past the version (the Lamport receive rule).
     pub(crate) fn apply_local(&self, key: &str, entry: Entry) -> Result<Apply, Error> {
         let mut state = self.state.borrow_mut();
-        state.clock.observe(entry.version());
+        if !self.mutant(crate::Mutant::NoLamportReceive) {
+            state.clock.observe(entry.version());
+        }
+        if self.mutant(crate::Mutant::SkipVersionCheck) {
+            state.store.drop_local(key);
+        }
         let outcome = state.store.apply(key, entry)?;
         if !outcome.is_applied() {
             state.metrics.apply_stale += 1;

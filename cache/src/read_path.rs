@@ -26,7 +26,8 @@ impl Inner {
         if owners.is_empty() {
             return Err(Error::NoOwners);
         }
-        let needed = inner.options.read_consistency().required(owners.len());
+        // Against the replication factor, like writes: a shrunken ring lowers no level.
+        let needed = inner.options.read_consistency().required(inner.options.replication_factor());
         if needed == 1 {
             return inner.read_one(key, &owners).await;
         }
@@ -126,12 +127,27 @@ impl Inner {
         while let Some(answer) = late.next().await {
             answers.push(answer);
         }
-        let stale = answers.into_iter().filter(|(_, entry)| {
-            entry.as_ref().is_none_or(|entry| entry.version() < newest.version())
+        let older_canary = self.mutant(crate::Mutant::ReadRepairOlder);
+        let newest = if older_canary {
+            // The canary repairs with the oldest version any owner answered.
+            let entries = answers.iter().filter_map(|(_, entry)| entry.clone());
+            entries.min_by(|a, b| a.version().cmp(b.version())).unwrap_or(newest)
+        } else {
+            newest
+        };
+        let stale = answers.into_iter().filter(|(_, entry)| match entry {
+            None => true,
+            Some(entry) if older_canary => entry.version() != newest.version(),
+            Some(entry) => entry.version() < newest.version(),
         });
         for (owner, _) in stale {
             self.state.borrow_mut().metrics.read_repair += 1;
             if owner == self.id {
+                if older_canary {
+                    // The canary's repair bypasses the version check, as the
+                    // reference's did (§2.8): the older version overwrites the local copy.
+                    self.state.borrow_mut().store.drop_local(&key);
+                }
                 let _ = self.apply_local(&key, newest.clone());
             } else {
                 self.replicate(&owner, key.clone(), newest.clone()).await;

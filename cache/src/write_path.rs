@@ -93,7 +93,10 @@ impl Inner {
         assert!(owners.contains(&inner.id), "only an owner coordinates");
         check_key(key)?;
         let (version, entry) = inner.version_write(key, &op)?;
-        let needed = inner.options.write_consistency().required(owners.len());
+        // Counted against the replication factor, not the owners this node sees: a node
+        // whose ring has shrunk (it believes its peers dead) must not acknowledge a
+        // QUORUM or ALL write with fewer copies than the level promises.
+        let needed = inner.options.write_consistency().required(inner.options.replication_factor());
         let replicas: Vec<NodeId> =
             owners.iter().filter(|owner| **owner != inner.id).cloned().collect();
         inner.count_fanout(&op, replicas.len());
@@ -110,7 +113,8 @@ impl Inner {
             inner.runtime.spawn("replicate", Box::pin(task)).detach();
         }
         drop(acks_tx);
-        let mut acks = 1; // The local apply.
+        // The local apply (the canary counts one acknowledgement too many).
+        let mut acks = if inner.mutant(crate::Mutant::QuorumOffByOne) { 2 } else { 1 };
         while acks < needed {
             match acks_rx.next().await {
                 Some(true) => acks += 1,
@@ -188,7 +192,9 @@ impl Inner {
                     if !applied && held > version {
                         state.metrics.version_conflicts += 1;
                     }
-                    state.clock.observe(&held);
+                    if !self.mutant(crate::Mutant::NoLamportReceive) {
+                        state.clock.observe(&held);
+                    }
                 }
                 true
             }

@@ -14,6 +14,11 @@ use crate::history::{History, Op, OpKind, Outcome};
 pub enum Check {
     /// A read returned a value that no set ever wrote.
     PhantomRead,
+    /// With nothing failing, a read whose quorum meets a completed write's missed it.
+    StaleRead,
+    /// An acknowledged QUORUM or ALL write was held by fewer nodes than its level
+    /// requires when it was acknowledged.
+    UnderReplicated,
     /// An acknowledged QUORUM or ALL write was lost while a node that held it kept its
     /// memory.
     LostWrite,
@@ -30,6 +35,8 @@ impl Check {
     pub fn name(self) -> &'static str {
         match self {
             Check::PhantomRead => "phantom-read",
+            Check::StaleRead => "stale-read",
+            Check::UnderReplicated => "under-replicated",
             Check::LostWrite => "lost-write",
             Check::UndoneRemove => "undone-remove",
             Check::Divergence => "divergence",
@@ -40,7 +47,14 @@ impl Check {
     /// Whether the clause is about safety (must hold throughout, under any fault) or
     /// liveness (must hold once faults stop and the cluster has had time to heal).
     pub fn is_safety(self) -> bool {
-        matches!(self, Check::PhantomRead | Check::LostWrite | Check::UndoneRemove)
+        matches!(
+            self,
+            Check::PhantomRead
+                | Check::StaleRead
+                | Check::UnderReplicated
+                | Check::LostWrite
+                | Check::UndoneRemove
+        )
     }
 }
 
@@ -122,6 +136,91 @@ pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
             _ => None,
         })
         .collect()
+}
+
+/// Safety when nothing fails (no crash, pause, partition or message fault; clock skew
+/// allowed): a read that starts after a write to its key completed, at levels whose
+/// quorums meet (R + W > N), returns that write's version or a newer one. A read that
+/// finds nothing is stale unless a remove of the key was under way.
+pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violation> {
+    let meets = |read: Consistency, write: Consistency| {
+        read.required(replication) + write.required(replication) > replication
+    };
+    let mut violations = Vec::new();
+    for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
+        let Outcome::Ok { version: read_version, .. } = &read.outcome else { continue };
+        let newest_completed = history
+            .ops
+            .iter()
+            .filter(|write| {
+                write.key == read.key
+                    && write.is_write()
+                    && meets(read.consistency, write.consistency)
+            })
+            .filter(|write| write.complete_ns.is_some_and(|done| done < read.invoke_ns))
+            .filter_map(|write| match &write.outcome {
+                Outcome::Ok { version: Some(version), .. } => Some((write, version)),
+                _ => None,
+            })
+            .max_by(|a, b| a.1.cmp(b.1));
+        let Some((write, written)) = newest_completed else { continue };
+        let stale = match (&write.kind, read_version) {
+            (_, Some(seen)) => seen < written,
+            (OpKind::Set { .. }, None) => !history.ops.iter().any(|other| {
+                other.key == read.key
+                    && matches!(other.kind, OpKind::Remove)
+                    && other.invoke_ns <= read.complete_ns.unwrap_or(u64::MAX)
+            }),
+            _ => false,
+        };
+        if stale {
+            let message = format!(
+                "read of {} missed a write completed before it started (@{}:{})",
+                read.key, written.counter, written.origin
+            );
+            violations.push(Violation {
+                check: Check::StaleRead,
+                message,
+                ops: vec![read.to_string(), write.to_string()],
+            });
+        }
+    }
+    violations
+}
+
+/// Safety: an acknowledged write at QUORUM or ALL is held (it or a newer version) by
+/// at least as many nodes as its level requires when the client gets the
+/// acknowledgement, counting the nodes that crashed while it ran as holders.
+pub(crate) fn under_replicated(history: &History, replication: usize) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
+        let (Outcome::Ok { version: Some(_), .. }, Some(acked_ns)) = (&op.outcome, op.complete_ns)
+        else {
+            continue;
+        };
+        let needed = op.consistency.required(replication);
+        let crashed = history
+            .memory_losses
+            .iter()
+            .filter(|loss| loss.at_ns >= op.invoke_ns && loss.at_ns <= acked_ns)
+            .count();
+        if op.holders.len() + crashed < needed {
+            let holders: Vec<&str> = op.holders.iter().map(NodeId::as_str).collect();
+            let message = format!(
+                "{} acknowledged at {} but held by {} node(s) ({}) of the {needed} required",
+                op.key,
+                op.consistency,
+                op.holders.len(),
+                holders.join(",")
+            );
+            violations.push(Violation {
+                check: Check::UnderReplicated,
+                message,
+                ops: vec![op.to_string()],
+            });
+        }
+    }
+    violations
 }
 
 /// Safety, checked on the final state: every acknowledged QUORUM or ALL write (set or

@@ -39,6 +39,23 @@ enum Command {
     /// Run each seed twice, and once more on another thread, and compare every event;
     /// a mismatch prints the first differing event of both runs.
     CheckDeterminism(CheckArgs),
+    /// Sweep each planted bug of the cache (its `mutants` feature) until a seed fails,
+    /// and print which checker caught it, after how many seeds, and the shrunk plan's
+    /// size. Exits with status 1 if a mutant survives.
+    Mutants(MutantsArgs),
+}
+
+#[derive(Debug, Args)]
+struct MutantsArgs {
+    /// Seeds to try per mutant (profiles cycle none, partitions, crashes, clock, swarm).
+    #[arg(long, default_value_t = 200)]
+    seeds: u64,
+    /// Only this mutant (default: all).
+    #[arg(long)]
+    mutant: Option<cache::Mutant>,
+    /// Skip shrinking the failures.
+    #[arg(long)]
+    no_shrink: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +172,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Replay(args) => replay(&args),
         Command::Shrink(args) => shrink(&args),
         Command::CheckDeterminism(args) => check_determinism(&args),
+        Command::Mutants(args) => mutants(&args),
     }
 }
 
@@ -425,4 +443,60 @@ fn compare(first: &RunReport, second: &RunReport) -> Option<String> {
         context(a),
         context(b)
     ))
+}
+
+fn mutants(args: &MutantsArgs) -> ExitCode {
+    let selected: Vec<cache::Mutant> =
+        args.mutant.map_or_else(|| cache::Mutant::ALL.to_vec(), |mutant| vec![mutant]);
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let reports = Mutex::new(Vec::new());
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from).min(selected.len());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                while let Some(&mutant) =
+                    selected.get(next.fetch_add(1, Ordering::Relaxed) as usize)
+                {
+                    let report = cachesim::sweep_mutant(mutant, args.seeds, !args.no_shrink);
+                    reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    reports.sort_by_key(|report| report.mutant);
+    println!(
+        "{:<26} {:>8} {:>12} {:<20} {:>14}",
+        "mutant", "caught", "first seed", "caught by", "shrunk plan"
+    );
+    let mut survivors = 0;
+    for report in &reports {
+        let (caught, seed) = match report.caught {
+            Some((seed, profile)) => {
+                (format!("{} seeds", report.seeds_run), format!("{profile} {seed}"))
+            }
+            None => {
+                survivors += 1;
+                ("SURVIVED".to_string(), "-".to_string())
+            }
+        };
+        let shrunk = report
+            .shrunk_episodes
+            .map_or_else(|| "-".to_string(), |episodes| format!("{episodes} episode(s)"));
+        println!(
+            "{:<26} {:>8} {:>12} {:<20} {:>14}",
+            report.mutant.name(),
+            caught,
+            seed,
+            report.caught_by(),
+            shrunk
+        );
+    }
+    println!(
+        "{} mutant(s), {survivors} survived, {:.1}s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if survivors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

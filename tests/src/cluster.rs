@@ -82,6 +82,8 @@ pub struct DistCluster {
     options: Options,
     /// Every node's config, read by its init task; [`DistCluster::add_node`] appends.
     configs: Rc<RefCell<Vec<Option<NodeConfig>>>>,
+    /// The planted bug every node runs with, if any.
+    mutant: Option<cache::Mutant>,
 }
 
 impl fmt::Debug for DistCluster {
@@ -116,6 +118,22 @@ pub fn setup_in_process_cluster_rf(
     replication: usize,
     options: OptionsBuilder,
 ) -> Result<DistCluster, FixtureError> {
+    setup_in_process_cluster_mutant(sim, n, replication, options, None)
+}
+
+/// As [`setup_in_process_cluster_rf`], every node running the planted bug `mutant`
+/// (see [`cache::Mutant`]): for proving that the checkers catch real bugs.
+///
+/// # Errors
+///
+/// As [`setup_in_process_cluster_rf`].
+pub fn setup_in_process_cluster_mutant(
+    sim: &mut Sim,
+    n: usize,
+    replication: usize,
+    options: OptionsBuilder,
+    mutant: Option<cache::Mutant>,
+) -> Result<DistCluster, FixtureError> {
     if n == 0 || n > CLUSTER_NODES_MAX {
         return Err(FixtureError::NodeCount { count: n });
     }
@@ -138,11 +156,12 @@ pub fn setup_in_process_cluster_rf(
             address: member.address.clone(),
             peers: peers.map(|peer| (peer.id.clone(), peer.address.clone())).collect(),
             options: options.clone(),
+            mutant,
         });
     }
     let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
     ring.rebuild(members.iter().map(|member| &member.id));
-    let cluster = DistCluster { handle: sim.handle(), members, ring, options, configs };
+    let cluster = DistCluster { handle: sim.handle(), members, ring, options, configs, mutant };
     cluster.wait_started(sim)?;
     Ok(cluster)
 }
@@ -282,6 +301,7 @@ impl DistCluster {
             address: address.clone(),
             peers: peers.collect(),
             options: self.options.clone(),
+            mutant: self.mutant,
         });
         self.members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot) });
         self.ring.rebuild(self.members.iter().map(|member| &member.id));

@@ -15,6 +15,7 @@
 //! - `corpus.rs`: `seeds.txt`, the regression corpus.
 //! - `plan_file.rs`: a run written down, for `replay --plan`.
 //! - `shrink.rs`: delta debugging of a failing run's plan and workload.
+//! - `mutants.rs`: sweeps of the cache's planted bugs, proving the checkers catch them.
 //! - `run.rs`: one run end to end, [`run`] → [`RunReport`] with its [`Verdict`].
 //!
 //! Everything that judges lives here, outside the cache: the cache never checks
@@ -27,6 +28,7 @@ mod cluster;
 mod corpus;
 mod faults;
 mod history;
+mod mutants;
 mod nemesis;
 mod plan_file;
 mod run;
@@ -36,13 +38,15 @@ mod workload;
 pub use crate::checker::{Check, Violation};
 pub use crate::cluster::{
     CLUSTER_NODES_MAX, DistCluster, FixtureError, REPLICATION_FACTOR_DEFAULT, allocate_port,
-    find_owner_key, setup_in_process_cluster, setup_in_process_cluster_rf,
+    find_owner_key, setup_in_process_cluster, setup_in_process_cluster_mutant,
+    setup_in_process_cluster_rf,
 };
 pub use crate::corpus::{CorpusEntry, CorpusError, parse_corpus};
 pub use crate::faults::{
     EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, ParseProfileError, Profile,
 };
 pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
+pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
 pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
 pub use crate::run::{RunConfig, RunReport, Verdict, run};
 pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};

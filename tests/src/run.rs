@@ -17,7 +17,7 @@ use sim::Sim;
 use sim::rand::RngExt;
 
 use crate::checker::{self, FinalState, Violation};
-use crate::cluster::setup_in_process_cluster_rf;
+use crate::cluster::setup_in_process_cluster_mutant;
 use crate::faults::{FaultPlan, Profile};
 use crate::history::History;
 use crate::nemesis::{Nemesis, timeline};
@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub trace: bool,
     /// Keep the first this many simulation events (0: none), for determinism checks.
     pub event_log: usize,
+    /// A planted bug every cache node runs with (`cachesim mutants`).
+    pub mutant: Option<cache::Mutant>,
 }
 
 impl RunConfig {
@@ -66,6 +68,7 @@ impl RunConfig {
             plan: None,
             trace: false,
             event_log: 0,
+            mutant: None,
         }
     }
 }
@@ -190,8 +193,14 @@ fn drive(
     let options =
         Options::builder().read_consistency(consistency.0).write_consistency(consistency.1);
     let cluster = Rc::new(
-        setup_in_process_cluster_rf(sim, config.nodes, config.replication, options)
-            .map_err(|e| e.to_string())?,
+        setup_in_process_cluster_mutant(
+            sim,
+            config.nodes,
+            config.replication,
+            options,
+            config.mutant,
+        )
+        .map_err(|e| e.to_string())?,
     );
     let stop = Rc::new(Cell::new(false));
     start_clients(sim, &cluster, history, &stop, &config.workload)?;
@@ -211,6 +220,15 @@ fn drive(
     let history = history.borrow();
     let state = FinalState::read(&cluster);
     let mut safety = checker::phantom_reads(&history);
+    safety.extend(checker::under_replicated(&history, config.replication));
+    // Reads meet completed writes only when nothing fails (clock skew breaks nothing).
+    let fault_free = plan
+        .episodes
+        .iter()
+        .all(|episode| matches!(episode.fault, crate::faults::Fault::ClockSkew { .. }));
+    if fault_free {
+        safety.extend(checker::stale_reads(&history, config.replication));
+    }
     safety.extend(checker::lost_writes(&history, &state));
     if !safety.is_empty() {
         return Ok(Verdict::Safety(safety));

@@ -1,0 +1,68 @@
+//! Proof that the sweeps find real bugs: each planted bug ([`Mutant`]) is swept until
+//! a seed fails, and the failure is shrunk.
+
+use cache::Mutant;
+
+use crate::faults::Profile;
+use crate::run::{RunConfig, Verdict, run};
+use crate::shrink::shrink;
+
+/// What sweeping one mutant found.
+#[derive(Clone, Debug)]
+pub struct MutantReport {
+    /// The planted bug.
+    pub mutant: Mutant,
+    /// The first failing seed and its profile, if any seed failed.
+    pub caught: Option<(u64, Profile)>,
+    /// Seeds run (up to and including the first failure).
+    pub seeds_run: u64,
+    /// The failing run's verdict.
+    pub verdict: Option<Verdict>,
+    /// Episodes in the shrunk plan, when shrinking was asked for.
+    pub shrunk_episodes: Option<usize>,
+}
+
+impl MutantReport {
+    /// The checker that caught the mutant: its name, or the verdict's kind.
+    pub fn caught_by(&self) -> String {
+        match &self.verdict {
+            Some(Verdict::Safety(violations) | Verdict::Liveness(violations)) => violations
+                .first()
+                .map_or_else(|| "?".to_string(), |violation| violation.check.name().to_string()),
+            Some(Verdict::Crash(_)) => "assertion (crash)".to_string(),
+            Some(Verdict::Pass) | None => "-".to_string(),
+        }
+    }
+}
+
+/// The profile of seed `seed` in a mutant sweep: the five profiles in turn, so that
+/// bugs that show only without faults and bugs that need them are both reached.
+pub fn mutant_profile(seed: u64) -> Profile {
+    Profile::ALL[(seed % Profile::ALL.len() as u64) as usize]
+}
+
+/// Sweeps `mutant` over seeds `0..seed_count` until one fails; shrinks the failure if
+/// `shrink_failure`.
+pub fn sweep_mutant(mutant: Mutant, seed_count: u64, shrink_failure: bool) -> MutantReport {
+    let mut report =
+        MutantReport { mutant, caught: None, seeds_run: 0, verdict: None, shrunk_episodes: None };
+    for seed in 0..seed_count {
+        let config =
+            RunConfig { mutant: Some(mutant), ..RunConfig::new(seed, mutant_profile(seed)) };
+        let result = run(&config);
+        report.seeds_run += 1;
+        if result.verdict.is_pass() {
+            continue;
+        }
+        report.caught = Some((seed, config.profile));
+        report.verdict = Some(result.verdict);
+        if shrink_failure {
+            report.shrunk_episodes = shrink(&config)
+                .ok()
+                .and_then(|shrunk| shrunk.minimal.plan)
+                .map(|plan| plan.episodes.len());
+        }
+        break;
+    }
+    report
+}
