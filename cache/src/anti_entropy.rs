@@ -76,6 +76,8 @@ pub(crate) struct AntiEntropy {
     /// Rounds made, for the rotation over peers; `None` until the first round, which
     /// starts the rotation at a random peer.
     rotation: Option<u64>,
+    /// Clean rounds in a row since the last dirty round or doubling.
+    clean_streak: usize,
 }
 
 /// How an autosync round ended, for the backoff.
@@ -94,7 +96,7 @@ impl AntiEntropy {
         let backoff_factor_max = options.merkle_backoff_factor_max();
         assert!(backoff_factor_max >= 1);
         assert!(backoff_factor_max <= MERKLE_BACKOFF_FACTOR_MAX);
-        AntiEntropy { backoff_factor: 1, backoff_factor_max, rotation: None }
+        AntiEntropy { backoff_factor: 1, backoff_factor_max, rotation: None, clean_streak: 0 }
     }
 
     /// The current backoff factor: rounds wait this many intervals.
@@ -105,6 +107,7 @@ impl AntiEntropy {
     /// Stops backing off: the next round comes within one interval.
     pub(crate) fn reset_backoff(&mut self) {
         self.backoff_factor = 1;
+        self.clean_streak = 0;
     }
 
     /// The index of the next round's peer among `peer_count`: a rotation (starting at
@@ -118,13 +121,25 @@ impl AntiEntropy {
         usize::try_from(index).expect("below the peer count")
     }
 
-    /// Records a round's outcome; returns the new factor.
-    pub(crate) fn record(&mut self, outcome: RoundOutcome) -> u64 {
-        self.backoff_factor = match outcome {
-            RoundOutcome::Clean => (self.backoff_factor * 2).min(self.backoff_factor_max),
-            RoundOutcome::Dirty => 1,
-            RoundOutcome::Failed => self.backoff_factor,
-        };
+    /// Records a round's outcome; returns the new factor. The factor doubles only after
+    /// `peer_count` clean rounds in a row: a full rotation that compared this node with
+    /// every peer sharing keys and found nothing. Backing off sooner would leave some
+    /// pairs unchecked for long after a heal.
+    pub(crate) fn record(&mut self, outcome: RoundOutcome, peer_count: usize) -> u64 {
+        match outcome {
+            RoundOutcome::Clean => {
+                self.clean_streak += 1;
+                if self.clean_streak >= peer_count.max(1) {
+                    self.clean_streak = 0;
+                    self.backoff_factor = (self.backoff_factor * 2).min(self.backoff_factor_max);
+                }
+            }
+            RoundOutcome::Dirty => {
+                self.clean_streak = 0;
+                self.backoff_factor = 1;
+            }
+            RoundOutcome::Failed => {}
+        }
         assert!(self.backoff_factor >= 1);
         assert!(self.backoff_factor <= self.backoff_factor_max);
         self.backoff_factor
@@ -704,7 +719,7 @@ impl Inner {
                 RoundOutcome::Failed
             }
         };
-        let factor = inner.anti_entropy.borrow_mut().record(outcome);
+        let factor = inner.anti_entropy.borrow_mut().record(outcome, peers.len());
         let metrics = &mut inner.state.borrow_mut().metrics;
         metrics.auto_sync_loops += 1;
         metrics.last_auto_sync_ns = round_ns;
@@ -763,11 +778,15 @@ mod tests {
     fn backoff_doubles_on_clean_rounds_up_to_the_max_and_resets_on_differences() {
         let mut state = anti_entropy(8);
         assert_eq!(state.backoff_factor() * 1_000, 1_000);
-        let factors: Vec<u64> = (0..5).map(|_| state.record(RoundOutcome::Clean)).collect();
+        let factors: Vec<u64> = (0..5).map(|_| state.record(RoundOutcome::Clean, 1)).collect();
         assert_eq!(factors, [2, 4, 8, 8, 8]);
         assert_eq!(state.backoff_factor() * 1_000, 8_000);
-        assert_eq!(state.record(RoundOutcome::Failed), 8, "a failure says nothing");
-        assert_eq!(state.record(RoundOutcome::Dirty), 1);
+        assert_eq!(state.record(RoundOutcome::Failed, 1), 8, "a failure says nothing");
+        assert_eq!(state.record(RoundOutcome::Dirty, 1), 1);
+        // With three peers, a doubling takes three clean rounds: a full rotation.
+        let factors: Vec<u64> = (0..6).map(|_| state.record(RoundOutcome::Clean, 3)).collect();
+        assert_eq!(factors, [1, 1, 2, 2, 2, 4]);
+        assert_eq!(state.record(RoundOutcome::Dirty, 3), 1);
         assert_eq!(state.backoff_factor() * 1_000, 1_000);
     }
 
@@ -775,7 +794,7 @@ mod tests {
     fn backoff_max_of_one_turns_backoff_off() {
         let mut state = anti_entropy(1);
         for _ in 0..4 {
-            assert_eq!(state.record(RoundOutcome::Clean), 1);
+            assert_eq!(state.record(RoundOutcome::Clean, 1), 1);
         }
         assert_eq!(state.backoff_factor() * 1_000, 1_000);
     }

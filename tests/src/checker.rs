@@ -90,10 +90,15 @@ pub(crate) struct FinalState {
 impl FinalState {
     /// Reads every running node's store.
     pub(crate) fn read(cluster: &DistCluster) -> FinalState {
+        FinalState::read_nodes(cluster, &cluster.ids())
+    }
+
+    /// Reads the stores of `ids` (those running).
+    pub(crate) fn read_nodes(cluster: &DistCluster, ids: &[NodeId]) -> FinalState {
         let mut held: BTreeMap<String, BTreeMap<NodeId, Version>> = BTreeMap::new();
         let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-        for id in cluster.ids() {
-            let Some(node) = cluster.by_id(&id) else { continue };
+        for id in ids {
+            let Some(node) = cluster.by_id(id) else { continue };
             for (key, entry) in node.local_entries() {
                 held.entry(key.clone()).or_default().insert(id.clone(), entry.version().clone());
                 if matches!(entry, Entry::Item(_)) {
@@ -273,10 +278,10 @@ fn related_ops(history: &History, op: &Op) -> Vec<String> {
 
 /// Liveness: after heal and the quiet period, every owner of every key holds the same
 /// newest version.
-pub(crate) fn divergence(cluster: &DistCluster, state: &FinalState) -> Vec<Violation> {
+pub(crate) fn divergence(ring: &cache::Ring, state: &FinalState) -> Vec<Violation> {
     let mut violations = Vec::new();
     for (key, held) in &state.held {
-        let owners = cluster.ring().lookup(key).to_vec();
+        let owners = ring.lookup(key).to_vec();
         let Some(newest) = state.newest(key) else { continue };
         let stale: Vec<String> = owners
             .iter()

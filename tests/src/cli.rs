@@ -108,6 +108,10 @@ struct SweepArgs {
     /// Virtual seconds the healed cluster settles before the liveness checks.
     #[arg(long, default_value_t = 40)]
     quiet_seconds: u64,
+    /// Which nodes must converge after the faults: all (everything heals) or majority
+    /// (a random minority stays cut off; the majority must converge by itself).
+    #[arg(long, default_value = "all")]
+    liveness: cachesim::Liveness,
     /// File that failing seeds are appended to, one `profile seed # verdict` per line.
     #[arg(long, default_value = "failures.txt")]
     failures: PathBuf,
@@ -130,6 +134,9 @@ struct ReplayArgs {
     /// Print the run's trace, stamped with virtual time (filter with SIM_LOG, default info).
     #[arg(long)]
     trace: bool,
+    /// The liveness mode the seed ran with (all or majority).
+    #[arg(long, default_value = "all")]
+    liveness: cachesim::Liveness,
     /// Virtual seconds of faults (must match the sweep's).
     #[arg(long, default_value_t = 20)]
     fault_seconds: u64,
@@ -184,8 +191,10 @@ fn config(seed: u64, profile: Profile, fault_seconds: u64, quiet_seconds: u64) -
 }
 
 fn replay_command(report: &RunReport) -> String {
+    let liveness =
+        if report.liveness == cachesim::Liveness::Majority { " --liveness majority" } else { "" };
     format!(
-        "cargo run --release -- replay --seed {} --profile {} --trace",
+        "cargo run --release -- replay --seed {} --profile {}{liveness} --trace",
         report.seed, report.profile
     )
 }
@@ -226,7 +235,11 @@ fn sweep(args: &SweepArgs) -> ExitCode {
     let started = Instant::now();
     let worker = || {
         while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
-            let report = run(&config(seed, args.profile, args.fault_seconds, args.quiet_seconds));
+            let config = RunConfig {
+                liveness: args.liveness,
+                ..config(seed, args.profile, args.fault_seconds, args.quiet_seconds)
+            };
+            let report = run(&config);
             record(&report, &totals, &failed, &progress, args);
         }
     };
@@ -334,6 +347,7 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         },
     };
     config.trace = args.trace;
+    config.liveness = args.liveness;
     let report = run(&config);
     let (read, write) = report.consistency;
     println!("seed {} profile {} (read {read}, write {write})", report.seed, report.profile);

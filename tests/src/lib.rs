@@ -48,6 +48,6 @@ pub use crate::faults::{
 pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
 pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
 pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
-pub use crate::run::{RunConfig, RunReport, Verdict, run};
+pub use crate::run::{Liveness, RunConfig, RunReport, Verdict, run};
 pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
 pub use crate::workload::WorkloadConfig;

@@ -23,6 +23,29 @@ use crate::history::History;
 use crate::nemesis::{Nemesis, timeline};
 use crate::workload::{WorkloadConfig, start_clients};
 
+/// Which nodes must converge once faults stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Liveness {
+    /// Everything heals; every owner of every key must converge.
+    #[default]
+    All,
+    /// A random minority stays cut off after the fault phase; the majority must
+    /// converge among itself (on the ring of its own nodes).
+    Majority,
+}
+
+impl std::str::FromStr for Liveness {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Liveness, String> {
+        match text {
+            "all" => Ok(Liveness::All),
+            "majority" => Ok(Liveness::Majority),
+            _ => Err(format!("invalid liveness mode {text:?}: expected all or majority")),
+        }
+    }
+}
+
 /// Virtual time any run may reach: a bound that only a hung run meets.
 const RUN_TIME_LIMIT: Duration = Duration::from_secs(3_600);
 
@@ -51,6 +74,8 @@ pub struct RunConfig {
     pub event_log: usize,
     /// A planted bug every cache node runs with (`cachesim mutants`).
     pub mutant: Option<cache::Mutant>,
+    /// Which nodes must converge after the fault phase.
+    pub liveness: Liveness,
 }
 
 impl RunConfig {
@@ -69,6 +94,7 @@ impl RunConfig {
             trace: false,
             event_log: 0,
             mutant: None,
+            liveness: Liveness::All,
         }
     }
 }
@@ -144,6 +170,8 @@ pub struct RunReport {
     pub trace: Option<String>,
     /// The first events of the run, when asked for.
     pub event_log: Vec<sim::Event>,
+    /// The liveness mode it ran with.
+    pub liveness: Liveness,
 }
 
 /// Runs one seed.
@@ -173,6 +201,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         fingerprint: sim.fingerprint(),
         trace: sim.take_trace(),
         event_log: sim.event_log(),
+        liveness: config.liveness,
     }
 }
 
@@ -215,6 +244,7 @@ fn drive(
     sim.run_for((start + config.fault_phase) - sim.now()).map_err(|e| e.to_string())?;
     // Heal, stop the clients, settle.
     nemesis.heal_all(sim, &cluster)?;
+    let converging = converging_nodes(sim, &cluster, config)?;
     stop.set(true);
     sim.run_for(config.quiet).map_err(|e| e.to_string())?;
     let history = history.borrow();
@@ -222,10 +252,11 @@ fn drive(
     let mut safety = checker::phantom_reads(&history);
     safety.extend(checker::under_replicated(&history, config.replication));
     // Reads meet completed writes only when nothing fails (clock skew breaks nothing).
-    let fault_free = plan
-        .episodes
-        .iter()
-        .all(|episode| matches!(episode.fault, crate::faults::Fault::ClockSkew { .. }));
+    let fault_free = config.liveness == Liveness::All
+        && plan
+            .episodes
+            .iter()
+            .all(|episode| matches!(episode.fault, crate::faults::Fault::ClockSkew { .. }));
     if fault_free {
         safety.extend(checker::stale_reads(&history, config.replication));
     }
@@ -233,10 +264,39 @@ fn drive(
     if !safety.is_empty() {
         return Ok(Verdict::Safety(safety));
     }
-    let mut liveness = checker::divergence(&cluster, &state);
+    let (ring, majority) = converging;
+    let state = majority.map_or(state, |ids| FinalState::read_nodes(&cluster, &ids));
+    let mut liveness = checker::divergence(&ring, &state);
     liveness.extend(checker::extra_copies(&cluster, &state));
     if !liveness.is_empty() {
         return Ok(Verdict::Liveness(liveness));
     }
     Ok(Verdict::Pass)
+}
+
+/// The ring the liveness checks use and, in majority mode, the nodes that must
+/// converge: a random minority (from the run's own "liveness" stream) is cut off from
+/// the rest for the quiet period.
+fn converging_nodes(
+    sim: &Sim,
+    cluster: &crate::cluster::DistCluster,
+    config: &RunConfig,
+) -> Result<(cache::Ring, Option<Vec<cache::NodeId>>), String> {
+    if config.liveness == Liveness::All {
+        return Ok((cluster.ring().clone(), None));
+    }
+    let mut ids = cluster.ids();
+    sim.fork_rng("liveness").shuffle(&mut ids);
+    let minority = ids.split_off(ids.len() / 2 + 1);
+    assert!(ids.len() > minority.len());
+    let sim_nodes = |ids: &[cache::NodeId]| {
+        ids.iter().map(|id| cluster.sim_node(id).expect("cluster node")).collect::<Vec<_>>()
+    };
+    if !minority.is_empty() {
+        sim.partition(&sim_nodes(&ids), &sim_nodes(&minority)).map_err(|e| e.to_string())?;
+    }
+    let options = cluster.options();
+    let mut ring = cache::Ring::new(options.replication_factor(), options.vnode_count_per_node());
+    ring.rebuild(&ids);
+    Ok((ring, Some(ids)))
 }

@@ -39,3 +39,18 @@ fn a_written_plan_replays_the_same_run() {
     );
     assert_eq!(replayed.verdict, report.verdict);
 }
+
+#[test]
+fn majority_liveness_mode_converges_without_the_minority() {
+    for seed in 0..3 {
+        let config = RunConfig {
+            liveness: cachesim::Liveness::Majority,
+            ..RunConfig::new(seed, Profile::Swarm)
+        };
+        let (first, second) = (run(&config), run(&config));
+        assert!(first.verdict.is_pass(), "seed {seed}: {}", first.verdict);
+        assert_eq!(first.fingerprint, second.fingerprint);
+        let all = run(&RunConfig::new(seed, Profile::Swarm));
+        assert_ne!(all.fingerprint, first.fingerprint, "the minority is cut off in majority mode");
+    }
+}
