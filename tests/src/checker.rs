@@ -43,19 +43,6 @@ impl Check {
             Check::ExtraCopies => "extra-copies",
         }
     }
-
-    /// Whether the clause is about safety (must hold throughout, under any fault) or
-    /// liveness (must hold once faults stop and the cluster has had time to heal).
-    pub fn is_safety(self) -> bool {
-        matches!(
-            self,
-            Check::PhantomRead
-                | Check::StaleRead
-                | Check::UnderReplicated
-                | Check::LostWrite
-                | Check::UndoneRemove
-        )
-    }
 }
 
 /// One broken clause, with the operations involved.
@@ -172,9 +159,13 @@ pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violatio
         let stale = match (&write.kind, read_version) {
             (_, Some(seen)) => seen < written,
             (OpKind::Set { .. }, None) => !history.ops.iter().any(|other| {
+                // A remove excuses a miss only if it overlapped or followed the write.
+                let after_write = other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
+                let before_read_end = other.invoke_ns <= read.complete_ns.unwrap_or(u64::MAX);
                 other.key == read.key
                     && matches!(other.kind, OpKind::Remove)
-                    && other.invoke_ns <= read.complete_ns.unwrap_or(u64::MAX)
+                    && after_write
+                    && before_read_end
             }),
             _ => false,
         };
@@ -196,7 +187,8 @@ pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violatio
 /// Safety: an acknowledged write at QUORUM or ALL is held (it or a newer version) by
 /// at least as many nodes as its level requires when the client gets the
 /// acknowledgement, counting the nodes that crashed while it ran as holders.
-pub(crate) fn under_replicated(history: &History, replication: usize) -> Vec<Violation> {
+pub(crate) fn under_replicated(history: &History, ring: &cache::Ring) -> Vec<Violation> {
+    let replication = ring.replication_factor();
     let mut violations = Vec::new();
     for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
         let (Outcome::Ok { version: Some(_), .. }, Some(acked_ns)) = (&op.outcome, op.complete_ns)
@@ -204,9 +196,12 @@ pub(crate) fn under_replicated(history: &History, replication: usize) -> Vec<Vio
             continue;
         };
         let needed = op.consistency.required(replication);
+        // Only the key's owners crashing can take copies away.
+        let owners = ring.lookup(&op.key);
         let crashed = history
             .memory_losses
             .iter()
+            .filter(|loss| owners.contains(&loss.node))
             .filter(|loss| loss.at_ns >= op.invoke_ns && loss.at_ns <= acked_ns)
             .count();
         if op.holders.len() + crashed < needed {

@@ -191,10 +191,20 @@ fn config(seed: u64, profile: Profile, fault_seconds: u64, quiet_seconds: u64) -
 }
 
 fn replay_command(report: &RunReport) -> String {
-    let liveness =
-        if report.liveness == cachesim::Liveness::Majority { " --liveness majority" } else { "" };
+    let mut flags = String::new();
+    if report.liveness == cachesim::Liveness::Majority {
+        flags.push_str(" --liveness majority");
+    }
+    let (fault, quiet) = report.phases;
+    let defaults = RunConfig::new(report.seed, report.profile);
+    if fault != defaults.fault_phase {
+        flags.push_str(&format!(" --fault-seconds {}", fault.as_secs()));
+    }
+    if quiet != defaults.quiet {
+        flags.push_str(&format!(" --quiet-seconds {}", quiet.as_secs()));
+    }
     format!(
-        "cargo run --release -- replay --seed {} --profile {}{liveness} --trace",
+        "cargo run --release -- replay --seed {} --profile {}{flags} --trace",
         report.seed, report.profile
     )
 }
@@ -232,6 +242,8 @@ fn sweep(args: &SweepArgs) -> ExitCode {
     let totals = Mutex::new(Totals::default());
     let failed: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     let next = AtomicU64::new(0);
+    // Wall time for the figures the user reads, never for the runs themselves.
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let worker = || {
         while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
@@ -243,6 +255,8 @@ fn sweep(args: &SweepArgs) -> ExitCode {
             record(&report, &totals, &failed, &progress, args);
         }
     };
+    // Seeds run on threads, one whole simulation each: only the seed counter is shared.
+    #[allow(clippy::disallowed_methods)]
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(seeds.len().max(1)) {
             scope.spawn(worker);
@@ -348,6 +362,10 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     };
     config.trace = args.trace;
     config.liveness = args.liveness;
+    if let Err(problem) = config.validate() {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
     let report = run(&config);
     let (read, write) = report.consistency;
     println!("seed {} profile {} (read {read}, write {write})", report.seed, report.profile);
@@ -368,6 +386,8 @@ fn replay(args: &ReplayArgs) -> ExitCode {
 
 fn shrink(args: &ShrinkArgs) -> ExitCode {
     let config = RunConfig::new(args.seed, args.profile);
+    // Wall time for the figures the user reads, never for the runs themselves.
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let report = match cachesim::shrink(&config) {
         Ok(report) => report,
@@ -419,6 +439,8 @@ fn check_determinism(args: &CheckArgs) -> ExitCode {
         let first = run(&config);
         let second = run(&config);
         let config_thread = config.clone();
+        // The point of the check: a run on another thread must be the same run.
+        #[allow(clippy::disallowed_methods)]
         let third = std::thread::spawn(move || run(&config_thread))
             .join()
             .expect("the run thread does not panic");
@@ -462,10 +484,14 @@ fn compare(first: &RunReport, second: &RunReport) -> Option<String> {
 fn mutants(args: &MutantsArgs) -> ExitCode {
     let selected: Vec<cache::Mutant> =
         args.mutant.map_or_else(|| cache::Mutant::ALL.to_vec(), |mutant| vec![mutant]);
+    // Wall time for the figures the user reads, never for the runs themselves.
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let reports = Mutex::new(Vec::new());
     let jobs = std::thread::available_parallelism().map_or(1, usize::from).min(selected.len());
+    // Mutants run on threads, one whole sweep each.
+    #[allow(clippy::disallowed_methods)]
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {

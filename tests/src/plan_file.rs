@@ -25,7 +25,7 @@ use crate::run::RunConfig;
 /// A malformed plan file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanFileError {
-    /// The line number, from 1.
+    /// The line number, from 1 (0: the plan as a whole).
     pub line: usize,
     /// What is wrong and what was expected.
     pub problem: String,
@@ -33,6 +33,9 @@ pub struct PlanFileError {
 
 impl fmt::Display for PlanFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "plan file: {}", self.problem);
+        }
         write!(f, "plan file line {}: {}", self.line, self.problem)
     }
 }
@@ -141,8 +144,64 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
         });
     }
     plan.episodes.sort_by_key(|episode| episode.start_ms);
+    check_plan(&plan, &config).map_err(|problem| PlanFileError { line: 0, problem })?;
     config.plan = Some(plan);
     Ok(config)
+}
+
+/// The largest clock offset a plan may set: a day, either way.
+const CLOCK_OFFSET_MS_MAX: i64 = 86_400_000;
+/// The largest latency a plan may set: a minute.
+const LATENCY_MS_MAX: u64 = 60_000;
+
+/// Episodes end within the fault phase, values stay in range, and episodes of a
+/// global kind (link loss, duplication, latency, partitions) do not overlap: undoing
+/// one would undo the other.
+fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), String> {
+    let phase_ms = u64::try_from(config.fault_phase.as_millis()).unwrap_or(u64::MAX);
+    for episode in &plan.episodes {
+        let end = episode.start_ms.checked_add(episode.duration_ms);
+        if end.is_none_or(|end| end > phase_ms) {
+            return Err(format!(
+                "episode at {} ms ({}) ends after the fault phase of {phase_ms} ms",
+                episode.start_ms,
+                fault_text(&episode.fault)
+            ));
+        }
+        match &episode.fault {
+            Fault::ClockSkew { offset_ms, .. } if offset_ms.abs() > CLOCK_OFFSET_MS_MAX => {
+                return Err(format!(
+                    "clock offset {offset_ms} ms is out of range: at most {CLOCK_OFFSET_MS_MAX} either way"
+                ));
+            }
+            Fault::LatencySpike { latency_ms_max } if *latency_ms_max > LATENCY_MS_MAX => {
+                return Err(format!(
+                    "latency {latency_ms_max} ms is out of range: at most {LATENCY_MS_MAX}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    let kind = |fault: &Fault| match fault {
+        Fault::Partition { .. } | Fault::PartitionOneway { .. } => Some("partition"),
+        Fault::Loss { .. } => Some("loss"),
+        Fault::Duplicate { .. } => Some("duplicate"),
+        Fault::LatencySpike { .. } => Some("latency"),
+        _ => None,
+    };
+    for (index, episode) in plan.episodes.iter().enumerate() {
+        let Some(this) = kind(&episode.fault) else { continue };
+        let overlapping = plan.episodes[index + 1..]
+            .iter()
+            .find(|later| kind(&later.fault) == Some(this) && later.start_ms < episode.end_ms());
+        if let Some(later) = overlapping {
+            return Err(format!(
+                "{this} episodes at {} ms and {} ms overlap: episodes of one network kind must follow each other",
+                episode.start_ms, later.start_ms
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_episode(text: &str, node_count: usize) -> Result<Episode, String> {
@@ -236,6 +295,14 @@ mod tests {
         assert!(error.problem.contains("expected partition"), "{error}");
         let error = parse_plan_file("profile swarm\n").unwrap_err();
         assert!(error.problem.contains("no `seed N` line"), "{error}");
+        let error =
+            parse_plan_file("seed 1\nfault-seconds 10\nepisode 9000 5000 crash n1\n").unwrap_err();
+        assert!(error.problem.contains("ends after the fault phase"), "{error}");
+        let overlap = "seed 1\nepisode 100 5000 loss 1/10\nepisode 2000 1000 loss 1/5\n";
+        assert!(parse_plan_file(overlap).unwrap_err().problem.contains("overlap"));
+        let error =
+            parse_plan_file("seed 1\nepisode 100 100 clock n1 99999999999 0\n").unwrap_err();
+        assert!(error.problem.contains("out of range"), "{error}");
         let error = parse_plan_file("seed x\n").unwrap_err();
         assert!(error.to_string().contains("line 1: invalid seed \"x\""), "{error}");
     }

@@ -79,6 +79,38 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// Fewer than 2 nodes, a replication factor out of `1..=nodes`, no client, or a
+    /// fault phase shorter than a second.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes < 2 || self.nodes > crate::cluster::CLUSTER_NODES_MAX {
+            return Err(format!(
+                "invalid node count {}: expected 2 to {}",
+                self.nodes,
+                crate::cluster::CLUSTER_NODES_MAX
+            ));
+        }
+        if self.replication == 0 || self.replication > self.nodes {
+            return Err(format!(
+                "invalid replication factor {}: expected 1 to {}",
+                self.replication, self.nodes
+            ));
+        }
+        if self.workload.clients == 0 || self.workload.keys == 0 {
+            return Err("a run needs at least one client and one key".to_string());
+        }
+        if self.fault_phase < Duration::from_secs(1) {
+            return Err(format!(
+                "invalid fault phase {:?}: expected at least 1 s",
+                self.fault_phase
+            ));
+        }
+        Ok(())
+    }
+
     /// The defaults for `seed` and `profile`: 5 nodes, replication 3, 3 clients,
     /// 20 s of faults, 40 s of quiet.
     pub fn new(seed: u64, profile: Profile) -> RunConfig {
@@ -172,10 +204,26 @@ pub struct RunReport {
     pub event_log: Vec<sim::Event>,
     /// The liveness mode it ran with.
     pub liveness: Liveness,
+    /// The fault phase and quiet period it ran with.
+    pub phases: (Duration, Duration),
 }
 
-/// Runs one seed.
+/// Runs one seed. An invalid configuration ends as a [`Verdict::Crash`] naming the
+/// problem (see [`RunConfig::validate`]).
 pub fn run(config: &RunConfig) -> RunReport {
+    if let Err(problem) = config.validate() {
+        let mut invalid = RunConfig {
+            nodes: 5,
+            replication: 3,
+            fault_phase: Duration::from_secs(1),
+            ..config.clone()
+        };
+        invalid.workload = WorkloadConfig::default();
+        invalid.plan = Some(FaultPlan::default());
+        let mut report = run(&invalid);
+        report.verdict = Verdict::Crash(format!("invalid run configuration: {problem}"));
+        return report;
+    }
     let trace = if config.trace { sim::Trace::FromEnv } else { sim::Trace::Off };
     let builder = Sim::builder().seed(config.seed).time_limit(RUN_TIME_LIMIT).trace(trace);
     let mut sim = builder.capture_trace(config.trace).event_log(config.event_log).build();
@@ -202,6 +250,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         trace: sim.take_trace(),
         event_log: sim.event_log(),
         liveness: config.liveness,
+        phases: (config.fault_phase, config.quiet),
     }
 }
 
@@ -250,7 +299,7 @@ fn drive(
     let history = history.borrow();
     let state = FinalState::read(&cluster);
     let mut safety = checker::phantom_reads(&history);
-    safety.extend(checker::under_replicated(&history, config.replication));
+    safety.extend(checker::under_replicated(&history, cluster.ring()));
     // Reads meet completed writes only when nothing fails (clock skew breaks nothing).
     let fault_free = config.liveness == Liveness::All
         && plan

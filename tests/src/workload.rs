@@ -153,7 +153,7 @@ async fn request_once(
 /// first time throughout the run.
 fn pick_key(keys: usize) -> String {
     let index = if sim::rand::chance(Ratio::new(3, 4)) {
-        sim::rand::range(0..2)
+        sim::rand::range(0..keys.min(2) as u64)
     } else {
         sim::rand::range(0..keys as u64)
     };

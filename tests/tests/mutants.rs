@@ -9,11 +9,15 @@ use cachesim::sweep_mutant;
 const SEEDS: u64 = 20;
 
 #[test]
-fn planted_bugs_are_caught() {
-    for mutant in [Mutant::QuorumOffByOne, Mutant::TombstonesSweptAtOnce, Mutant::SkipVersionCheck]
-    {
+fn planted_bugs_are_caught_by_the_checker_meant_for_them() {
+    let expected = [
+        (Mutant::QuorumOffByOne, "under-replicated"),
+        (Mutant::TombstonesSweptAtOnce, "lost-write"),
+        (Mutant::SkipVersionCheck, "under-replicated"),
+    ];
+    for (mutant, checker) in expected {
         let report = sweep_mutant(mutant, SEEDS, false);
         assert!(report.caught.is_some(), "{mutant} survived {SEEDS} seeds");
-        assert!(!report.verdict.as_ref().expect("caught").is_pass());
+        assert_eq!(report.caught_by(), checker, "{mutant}: {:?}", report.verdict);
     }
 }
