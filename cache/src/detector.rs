@@ -308,20 +308,9 @@ impl Inner {
         let boot_id = inner.runtime.random_u64();
         inner.detector.borrow_mut().boot_id_set(boot_id);
         let interval_ms = inner.options.heartbeat_interval_ms();
-        if interval_ms == 0 {
-            return;
-        }
-        let weak = Rc::downgrade(inner);
-        let runtime = Rc::clone(&inner.runtime);
-        let task = async move {
-            loop {
-                runtime.sleep(Duration::from_millis(interval_ms)).await;
-                let Some(inner) = weak.upgrade() else { return };
-                Inner::heartbeat_round(&inner).await;
-            }
-        };
-        let guard = inner.runtime.spawn("heartbeat", Box::pin(task));
-        inner.keep_task(guard);
+        Inner::spawn_periodic(inner, "heartbeat", interval_ms, |inner| {
+            Box::pin(async move { Inner::heartbeat_round(&inner).await })
+        });
     }
 
     /// One round: apply the plan's verdicts, then probe its targets concurrently. It

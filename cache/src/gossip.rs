@@ -297,20 +297,9 @@ impl Inner {
     /// Starts the gossip loop.
     pub(crate) fn start_gossip(inner: &Rc<Inner>) {
         let interval_ms = inner.options.gossip_interval_ms();
-        if interval_ms == 0 {
-            return;
-        }
-        let weak = Rc::downgrade(inner);
-        let runtime = Rc::clone(&inner.runtime);
-        let task = async move {
-            loop {
-                runtime.sleep(Duration::from_millis(interval_ms)).await;
-                let Some(inner) = weak.upgrade() else { return };
-                Inner::gossip_round(&inner).await;
-            }
-        };
-        let guard = inner.runtime.spawn("gossip", Box::pin(task));
-        inner.keep_task(guard);
+        Inner::spawn_periodic(inner, "gossip", interval_ms, |inner| {
+            Box::pin(async move { Inner::gossip_round(&inner).await })
+        });
     }
 
     /// One push-pull exchange with a random peer. The call ends before the next round

@@ -15,8 +15,7 @@
 //! Hints live in memory only: a coordinator that restarts loses them, and anti-entropy
 //! or read repair must bring its replicas up to date instead.
 
-use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::rc::Rc;
 
 use futures::future::join_all;
 
@@ -77,21 +76,15 @@ impl Inner {
 
     /// Starts the hint replay loop, unless hints or replays are off.
     pub(crate) fn start_handoff(inner: &Rc<Inner>) {
-        let interval_ms = inner.options.hint_replay_interval_ms();
-        if interval_ms == 0 || inner.options.hint_ttl_ms() == 0 {
+        if inner.options.hint_ttl_ms() == 0 {
             return;
         }
-        let interval = Duration::from_millis(interval_ms);
-        let (runtime, node) = (Rc::clone(&inner.runtime), Rc::downgrade(inner));
-        let task = async move {
-            loop {
-                runtime.sleep(interval).await;
-                // The loop does not keep the node alive: it ends when the node is gone.
-                let Some(inner) = Weak::upgrade(&node) else { return };
-                Inner::replay_hint_round(&inner).await;
-            }
-        };
-        inner.keep_task(inner.runtime.spawn("hint replay", Box::pin(task)));
+        let interval_ms = inner.options.hint_replay_interval_ms();
+        Inner::spawn_periodic(inner, "hint replay", interval_ms, |inner| {
+            Box::pin(async move {
+                let _delivered = Inner::replay_hint_round(&inner).await;
+            })
+        });
     }
 
     /// One replay round: drops the expired hints, then sends every target node up to

@@ -48,8 +48,7 @@
 //! owners, does not tell its peers (they learn it from the errors), and does not stop
 //! the node: an operator (or the rebalancing work) moves the keys, then stops it.
 
-use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::rc::Rc;
 
 use crate::node::{CacheNode, Inner};
 use crate::store::Store;
@@ -80,20 +79,11 @@ impl Inner {
     /// Starts the sweep loop, unless `sweep_interval_ms` is 0.
     pub(crate) fn start_sweeps(inner: &Rc<Inner>) {
         let interval_ms = inner.options.sweep_interval_ms();
-        if interval_ms == 0 {
-            return;
-        }
-        let interval = Duration::from_millis(interval_ms);
-        let (runtime, node) = (Rc::clone(&inner.runtime), Rc::downgrade(inner));
-        let task = async move {
-            loop {
-                runtime.sleep(interval).await;
-                // The loop does not keep the node alive: it ends when the node is gone.
-                let Some(inner) = Weak::upgrade(&node) else { return };
-                inner.sweep_store();
-            }
-        };
-        inner.keep_task(inner.runtime.spawn("sweep", Box::pin(task)));
+        Inner::spawn_periodic(inner, "sweep", interval_ms, |inner| {
+            Box::pin(async move {
+                let _report = inner.sweep_store();
+            })
+        });
     }
 
     /// One sweep of the local store; counts what it removed.

@@ -421,6 +421,29 @@ impl Inner {
         }
     }
 
+    /// Runs `round` every `interval_ms` (0: never) for as long as the node runs. The
+    /// loop holds the node only during a round, so it ends when the node is dropped,
+    /// and [`CacheNode::stop`] cancels it.
+    pub(crate) fn spawn_periodic(
+        inner: &Rc<Inner>,
+        name: &'static str,
+        interval_ms: u64,
+        round: impl Fn(Rc<Inner>) -> LocalBoxFuture<()> + 'static,
+    ) {
+        if interval_ms == 0 {
+            return;
+        }
+        let (runtime, node) = (Rc::clone(&inner.runtime), Rc::downgrade(inner));
+        let task = async move {
+            loop {
+                runtime.sleep(Duration::from_millis(interval_ms)).await;
+                let Some(inner) = node.upgrade() else { return };
+                round(inner).await;
+            }
+        };
+        inner.keep_task(inner.runtime.spawn(name, Box::pin(task)));
+    }
+
     /// Keeps a background task for as long as the node runs.
     pub(crate) fn keep_task(&self, guard: TaskGuard) {
         if self.stopped.get() {

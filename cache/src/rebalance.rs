@@ -29,7 +29,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -523,20 +522,9 @@ impl Inner {
     /// Starts the rebalance loop.
     pub(crate) fn start_rebalance(inner: &Rc<Inner>) {
         let interval_ms = inner.options.rebalance_interval_ms();
-        if interval_ms == 0 {
-            return;
-        }
-        let weak = Rc::downgrade(inner);
-        let runtime = Rc::clone(&inner.runtime);
-        let task = async move {
-            loop {
-                runtime.sleep(Duration::from_millis(interval_ms)).await;
-                let Some(inner) = weak.upgrade() else { return };
-                Inner::rebalance_tick(&inner).await;
-            }
-        };
-        let guard = inner.runtime.spawn("rebalance", Box::pin(task));
-        inner.keep_task(guard);
+        Inner::spawn_periodic(inner, "rebalance", interval_ms, |inner| {
+            Box::pin(async move { Inner::rebalance_tick(&inner).await })
+        });
     }
 
     /// One tick: plan, send, take in the results, release what is due.
