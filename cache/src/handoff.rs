@@ -62,9 +62,10 @@ impl Inner {
         let metrics = &mut state.metrics;
         metrics.hinted_expired += expired as u64;
         match outcome {
-            Push::Queued { dropped_oldest, .. } => {
+            Push::Queued { dropped_oldest, superseded } => {
                 metrics.hinted_queued += 1;
                 metrics.hinted_dropped += u64::from(dropped_oldest);
+                metrics.hinted_superseded += u64::from(superseded);
             }
             Push::Rejected => metrics.hinted_global_dropped += 1,
             Push::Stale | Push::Disabled => {}
@@ -115,9 +116,12 @@ impl Inner {
                 let delivered = self.send_replica_write(target, key.clone(), entry).await;
                 // Acknowledged only if still the queued version: a newer hint queued
                 // meanwhile must still be sent.
-                let drop_anyway = self.mutant(crate::Mutant::HintDropOnError);
-                (delivered || drop_anyway)
-                    && self.handoff.borrow_mut().queue.acknowledge(target, &key, &version)
+                if !delivered && self.mutant(crate::Mutant::HintDropOnError) {
+                    // The canary: the failed hint is dropped, silently.
+                    self.handoff.borrow_mut().queue.acknowledge(target, &key, &version);
+                    return false;
+                }
+                delivered && self.handoff.borrow_mut().queue.acknowledge(target, &key, &version)
             }
         });
         let outcomes = join_all(sends).await;

@@ -103,6 +103,8 @@ metrics! {
     hinted_dropped,
     /// New hints refused because all queues together were full.
     hinted_global_dropped,
+    /// Queued hints replaced by a newer hint for the same node and key.
+    hinted_superseded,
     /// Bytes of keys and values held in hint queues (a gauge kept by the queue).
     hinted_bytes,
     /// Hints queued by a migration.

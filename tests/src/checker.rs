@@ -24,6 +24,9 @@ pub enum Check {
     LostWrite,
     /// An acknowledged QUORUM or ALL remove was undone by an older write.
     UndoneRemove,
+    /// A hint left a node's queue without being delivered, expired, superseded or
+    /// dropped by a cap: the cache lost a replica write silently.
+    HintLost,
     /// After heal and the quiet period, live owners of a key disagree.
     Divergence,
     /// After convergence, a key has more copies than the replication factor.
@@ -39,6 +42,7 @@ impl Check {
             Check::UnderReplicated => "under-replicated",
             Check::LostWrite => "lost-write",
             Check::UndoneRemove => "undone-remove",
+            Check::HintLost => "hint-lost",
             Check::Divergence => "divergence",
             Check::ExtraCopies => "extra-copies",
         }
@@ -269,6 +273,33 @@ fn related_ops(history: &History, op: &Op) -> Vec<String> {
         .filter(|other| other.key == op.key && other.is_write() && other.index != op.index);
     ops.extend(others.rev().take(6).map(|other| other.to_string()));
     ops
+}
+
+/// Safety, white-box: every node's hint books balance. Each hint queued was delivered,
+/// expired, superseded by a newer one, dropped by the per-node cap, or is still queued;
+/// none vanishes silently.
+pub(crate) fn hint_accounting(cluster: &DistCluster) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for id in cluster.ids() {
+        let Some(node) = cluster.by_id(&id) else { continue };
+        let m = node.metrics().counters;
+        let accounted =
+            m.hinted_replayed + m.hinted_expired + m.hinted_dropped + m.hinted_superseded;
+        let queued_now = node.hints_queued() as u64;
+        if m.hinted_queued != accounted + queued_now {
+            let message = format!(
+                "{id} queued {} hints but accounts for {}: {} delivered, {} expired, {} dropped, {} superseded, {queued_now} still queued",
+                m.hinted_queued,
+                accounted + queued_now,
+                m.hinted_replayed,
+                m.hinted_expired,
+                m.hinted_dropped,
+                m.hinted_superseded
+            );
+            violations.push(Violation { check: Check::HintLost, message, ops: Vec::new() });
+        }
+    }
+    violations
 }
 
 /// Liveness: after heal and the quiet period, every owner of every key holds the same

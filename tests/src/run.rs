@@ -310,6 +310,7 @@ fn drive(
         safety.extend(checker::stale_reads(&history, config.replication));
     }
     safety.extend(checker::lost_writes(&history, &state));
+    safety.extend(checker::hint_accounting(&cluster));
     if !safety.is_empty() {
         return Ok(Verdict::Safety(safety));
     }
