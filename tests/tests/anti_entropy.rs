@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cache::{
-    CacheNode, Entry, Error, Item, MERKLE_KEYS_PER_FETCH_MAX, NodeId, Options, OptionsBuilder,
-    SyncReport, Tombstone, Version,
+    CacheNode, Entry, Error, Item, MERKLE_KEYS_PER_FETCH_MAX, Options, OptionsBuilder, SyncReport,
+    Tombstone, Version,
 };
-use cachesim::{DistCluster, find_owner_key, setup_in_process_cluster};
+use cachesim::setup_in_process_cluster;
 use sim::Sim;
+
+mod support;
+use support::{KEY_CANDIDATES_MAX, id, key_owned_by, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -23,18 +26,8 @@ const SEEDS: u64 = 8;
 const SETTLE: Duration = Duration::from_secs(6);
 /// Leaves of the trees the tests compare replicas with.
 const CHECK_LEAF_COUNT: usize = 16;
-/// Candidate keys tried when looking for a key with given owners.
-const KEY_CANDIDATES_MAX: u64 = 1_000_000;
 
 type TestResult = Result<(), String>;
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn ids(names: &[&str]) -> Vec<NodeId> {
-    names.iter().map(|name| id(name)).collect()
-}
 
 /// No background repair but the one under test: hints, rebalancing and autosync off.
 fn manual_options() -> OptionsBuilder {
@@ -51,16 +44,6 @@ fn autosync_options() -> OptionsBuilder {
         .rebalance_interval_ms(0)
         .merkle_sync_interval_ms(1_000)
         .merkle_backoff_factor_max(8)
-}
-
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
-
-/// A key whose owners are exactly `owners`, in order.
-fn key_owned_by(cluster: &DistCluster, prefix: &str, owners: &[&str]) -> String {
-    find_owner_key(cluster.ring(), prefix, &ids(owners), KEY_CANDIDATES_MAX)
-        .unwrap_or_else(|| panic!("no key has owners {owners:?} on this ring"))
 }
 
 /// The first key `{prefix}{i}` that satisfies `wanted`.

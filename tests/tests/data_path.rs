@@ -6,13 +6,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache::{
-    CacheNode, Consistency, Entry, Error, Item, NodeId, Options, OptionsBuilder, Tombstone, Version,
-};
-use cachesim::{
-    DistCluster, find_owner_key, setup_in_process_cluster, setup_in_process_cluster_rf,
-};
+use cache::{Consistency, Entry, Error, Item, Options, OptionsBuilder, Tombstone, Version};
+use cachesim::{setup_in_process_cluster, setup_in_process_cluster_rf};
 use sim::Sim;
+
+mod support;
+use support::{id, key_owned_by, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -21,26 +20,8 @@ const SETTLE: Duration = Duration::from_secs(6);
 
 type TestResult = Result<(), String>;
 
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn ids(names: &[&str]) -> Vec<NodeId> {
-    names.iter().map(|name| id(name)).collect()
-}
-
 fn options() -> OptionsBuilder {
     Options::builder()
-}
-
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
-
-/// A key whose owners are exactly `owners`, in order.
-fn key_owned_by(cluster: &DistCluster, owners: &[&str]) -> String {
-    find_owner_key(cluster.ring(), "key", &ids(owners), 1_000_000)
-        .unwrap_or_else(|| panic!("no key has owners {owners:?} on this ring"))
 }
 
 fn run<T: 'static>(
@@ -60,7 +41,7 @@ fn value_of(item: Option<Item>) -> Option<Vec<u8>> {
 fn forward_to_primary_replicates_to_all_owners() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let cluster = setup_in_process_cluster(sim, 5, options()).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n2", "n1", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n2", "n1", "n3"]);
         let (from_replica, from_outsider) = (node(&cluster, "n1"), node(&cluster, "n5"));
         let key_in = key.clone();
         let (v1, v2) = run(sim, async move {
@@ -98,7 +79,7 @@ fn replica_promotes_itself_when_the_primary_is_down() {
         // and its replica become the primary outright (tested in membership.rs).
         let options = options().heartbeat_interval_ms(0).gossip_interval_ms(0);
         let cluster = setup_in_process_cluster(sim, 5, options).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n2", "n1", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n2", "n1", "n3"]);
         cluster.kill(&id("n2")).map_err(|e| e.to_string())?;
         let (replica, outsider) = (node(&cluster, "n1"), node(&cluster, "n5"));
         let key_in = key.clone();
@@ -122,7 +103,7 @@ fn quorum_write_succeeds_with_one_replica_down() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let options = options().write_consistency(Consistency::Quorum);
         let cluster = setup_in_process_cluster(sim, 3, options).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
         cluster.kill(&id("n3")).map_err(|e| e.to_string())?;
         let primary = node(&cluster, "n1");
         let key_in = key.clone();
@@ -143,7 +124,7 @@ fn all_write_fails_with_one_replica_down_and_keeps_the_local_write() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let options = options().write_consistency(Consistency::All);
         let cluster = setup_in_process_cluster(sim, 3, options).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
         cluster.kill(&id("n3")).map_err(|e| e.to_string())?;
         let primary = node(&cluster, "n1");
         let key_in = key.clone();
@@ -168,7 +149,7 @@ fn read_repairs_a_stale_replica() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let options = options().read_consistency(Consistency::Quorum);
         let cluster = setup_in_process_cluster_rf(sim, 2, 2, options).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2"]);
         let (primary, replica) = (node(&cluster, "n1"), node(&cluster, "n2"));
         let (key_in, primary_in) = (key.clone(), Rc::clone(&primary));
         run(sim, async move { primary_in.set(&key_in, "v", None).await.unwrap() })?;
@@ -194,7 +175,7 @@ fn tie_break_by_origin_and_repair() {
         let options =
             options().read_consistency(Consistency::All).write_consistency(Consistency::Quorum);
         let cluster = setup_in_process_cluster(sim, 3, options).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
         let winner = Entry::Item(Item::new(Bytes::from_static(b"a"), Version::new(10, id("n1"))));
         let loser = Entry::Item(Item::new(Bytes::from_static(b"z"), Version::new(10, id("zz"))));
         let applied =
@@ -226,7 +207,7 @@ fn tie_break_by_origin_and_repair() {
 fn tombstone_beats_a_late_older_write() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let cluster = setup_in_process_cluster(sim, 3, options()).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n2", "n3", "n1"]);
+        let key = key_owned_by(&cluster, "key", &["n2", "n3", "n1"]);
         let client = node(&cluster, "n1");
         let key_in = key.clone();
         let (set_version, removed) = run(sim, async move {
@@ -259,7 +240,7 @@ fn tombstone_beats_a_late_older_write() {
 fn late_replica_write_never_overwrites_a_newer_value() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let cluster = setup_in_process_cluster(sim, 3, options()).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
         // Hold back the first replica write from n1 to n3 for 2 s: the first write's
         // copy reaches n3 after the second write's.
         let (n1, n3) = (cluster.sim_node(&id("n1")).unwrap(), cluster.sim_node(&id("n3")).unwrap());
@@ -305,7 +286,7 @@ fn late_replica_write_never_overwrites_a_newer_value() {
 fn versions_after_a_primary_change_follow_lamport() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let cluster = setup_in_process_cluster(sim, 3, options()).map_err(|e| e.to_string())?;
-        let key = key_owned_by(&cluster, &["n1", "n2", "n3"]);
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
         // n2's clock is a minute behind: its wall-clock floor alone would lose.
         sim.set_clock_offset(cluster.sim_node(&id("n2")).unwrap(), -60_000_000_000)
             .map_err(|e| e.to_string())?;

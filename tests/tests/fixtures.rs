@@ -11,9 +11,8 @@ use cachesim::{
 };
 use sim::Sim;
 
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
+mod support;
+use support::id;
 
 #[test]
 fn by_id_finds_running_nodes_only() {

@@ -12,9 +12,12 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use cache::{CacheNode, Entry, Metrics, NodeId, Options, OptionsBuilder, Version};
-use cachesim::{DistCluster, find_owner_key, setup_in_process_cluster};
+use cache::{CacheNode, Entry, Metrics, Options, OptionsBuilder, Version};
+use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
+
+mod support;
+use support::{id, key_owned_by, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -26,14 +29,6 @@ const QUEUE: Duration = Duration::from_millis(2 * RPC_TIMEOUT_MS);
 const REPLAY: Duration = Duration::from_secs(2);
 
 type TestResult = Result<(), String>;
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn ids(names: &[&str]) -> Vec<NodeId> {
-    names.iter().map(|name| id(name)).collect()
-}
 
 /// Every loop that could repair a replica is off; hints replay every 100 ms.
 fn quiet() -> OptionsBuilder {
@@ -48,18 +43,8 @@ fn quiet() -> OptionsBuilder {
         .hint_replay_interval_ms(100)
 }
 
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
-
 fn counters(cluster: &DistCluster, name: &str) -> Metrics {
     node(cluster, name).metrics().counters
-}
-
-/// A key whose owners are exactly `owners`, in order, starting with `prefix`.
-fn key_owned_by(cluster: &DistCluster, prefix: &str, owners: &[&str]) -> String {
-    find_owner_key(cluster.ring(), prefix, &ids(owners), 1_000_000)
-        .unwrap_or_else(|| panic!("no key has owners {owners:?} on this ring"))
 }
 
 fn sim_nodes(cluster: &DistCluster, names: &[&str]) -> Vec<sim::NodeId> {

@@ -8,11 +8,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use cache::{
-    CacheNode, Consistency, Entry, Error, KeyList, Metrics, NodeId, Options, PatternError,
-    Tombstone, Version,
+    CacheNode, Consistency, Entry, Error, KeyList, Metrics, Options, PatternError, Tombstone,
+    Version,
 };
-use cachesim::{DistCluster, find_owner_key, setup_in_process_cluster};
+use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
+
+mod support;
+use support::{id, key_owned_by, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -21,26 +24,12 @@ const SETTLE: Duration = Duration::from_secs(6);
 
 type TestResult = Result<(), String>;
 
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
-
 fn counters(cluster: &DistCluster, name: &str) -> Metrics {
     node(cluster, name).metrics().counters
 }
 
 fn names(cluster: &DistCluster) -> Vec<String> {
     cluster.ids().iter().map(|id| id.to_string()).collect()
-}
-
-fn key_owned_by(cluster: &DistCluster, prefix: &str, owners: &[&str]) -> String {
-    let owners: Vec<NodeId> = owners.iter().map(|name| id(name)).collect();
-    find_owner_key(cluster.ring(), prefix, &owners, 1_000_000)
-        .unwrap_or_else(|| panic!("no key has owners {owners:?} on this ring"))
 }
 
 fn run<T: 'static>(

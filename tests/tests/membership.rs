@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cache::{
-    CacheNode, Entry, GossipEntry, Item, MembershipRequest, MembershipResponse, NodeId, NodeState,
-    Options, OptionsBuilder, PeerRequest, PeerResponse, Version,
+    CacheNode, Entry, GossipEntry, Item, MembershipRequest, MembershipResponse, NodeState, Options,
+    OptionsBuilder, PeerRequest, PeerResponse, Version,
 };
 use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
+
+mod support;
+use support::{id, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -22,14 +25,6 @@ const STEP: Duration = Duration::from_millis(50);
 const WARM_UP: Duration = Duration::from_secs(2);
 
 type TestResult = Result<(), String>;
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
 
 fn live(cluster: &DistCluster, names: &[&str]) -> Vec<Rc<CacheNode>> {
     names.iter().map(|name| node(cluster, name)).collect()

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cache::{
-    CacheNode, Entry, Error, Item, NodeId, Options, OptionsBuilder, PeerRequest, PeerResponse,
+    CacheNode, Entry, Error, Item, Options, OptionsBuilder, PeerRequest, PeerResponse,
     RebalanceRequest, RebalanceResponse, TransferOutcome, Version,
 };
 use cachesim::{DistCluster, find_owner_key, setup_in_process_cluster};
 use sim::Sim;
+
+mod support;
+use support::{id, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -22,14 +25,6 @@ const STEP: Duration = Duration::from_millis(50);
 const CONVERGENCE_MAX: Duration = Duration::from_secs(30);
 
 type TestResult = Result<(), String>;
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
-    cluster.by_name(name).unwrap_or_else(|| panic!("node {name} is not running"))
-}
 
 fn running(cluster: &DistCluster) -> Vec<Rc<CacheNode>> {
     cluster.ids().iter().filter_map(|id| cluster.by_id(id)).collect()
