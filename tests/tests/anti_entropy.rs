@@ -18,7 +18,7 @@ use cachesim::setup_in_process_cluster;
 use sim::Sim;
 
 mod support;
-use support::{KEY_CANDIDATES_MAX, id, key_owned_by, node};
+use support::{KEY_CANDIDATES_MAX, TestResult, id, key_owned_by, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -26,8 +26,6 @@ const SEEDS: u64 = 8;
 const SETTLE: Duration = Duration::from_secs(6);
 /// Leaves of the trees the tests compare replicas with.
 const CHECK_LEAF_COUNT: usize = 16;
-
-type TestResult = Result<(), String>;
 
 /// No background repair but the one under test: hints, rebalancing and autosync off.
 fn manual_options() -> OptionsBuilder {

@@ -8,27 +8,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use cache::{Consistency, Entry, Error, Item, Options, OptionsBuilder, Tombstone, Version};
 use cachesim::{setup_in_process_cluster, setup_in_process_cluster_rf};
-use sim::Sim;
 
 mod support;
-use support::{id, key_owned_by, node};
+use support::{TestResult, id, key_owned_by, node, run};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
 /// Virtual time for in-flight replica writes and repairs to land (RPC timeout: 5 s).
 const SETTLE: Duration = Duration::from_secs(6);
 
-type TestResult = Result<(), String>;
-
 fn options() -> OptionsBuilder {
     Options::builder()
-}
-
-fn run<T: 'static>(
-    sim: &mut Sim,
-    future: impl std::future::Future<Output = T> + 'static,
-) -> Result<T, String> {
-    sim.block_on(future).map_err(|error| error.to_string())
 }
 
 fn value_of(item: Option<Item>) -> Option<Vec<u8>> {

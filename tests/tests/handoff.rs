@@ -17,7 +17,7 @@ use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
 
 mod support;
-use support::{id, key_owned_by, node};
+use support::{TestResult, id, key_owned_by, node, run, run_for};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -27,8 +27,6 @@ const RPC_TIMEOUT_MS: u64 = 500;
 const QUEUE: Duration = Duration::from_millis(2 * RPC_TIMEOUT_MS);
 /// Virtual time for a replay round to run and land after a heal.
 const REPLAY: Duration = Duration::from_secs(2);
-
-type TestResult = Result<(), String>;
 
 /// Every loop that could repair a replica is off; hints replay every 100 ms.
 fn quiet() -> OptionsBuilder {
@@ -53,17 +51,6 @@ fn sim_nodes(cluster: &DistCluster, names: &[&str]) -> Vec<sim::NodeId> {
 
 fn partition(sim: &Sim, cluster: &DistCluster, a: &[&str], b: &[&str]) -> TestResult {
     sim.partition(&sim_nodes(cluster, a), &sim_nodes(cluster, b)).map_err(|e| e.to_string())
-}
-
-fn run<T: 'static>(
-    sim: &mut Sim,
-    future: impl std::future::Future<Output = T> + 'static,
-) -> Result<T, String> {
-    sim.block_on(future).map_err(|error| error.to_string())
-}
-
-fn run_for(sim: &mut Sim, duration: Duration) -> TestResult {
-    sim.run_for(duration).map_err(|e| e.to_string())
 }
 
 /// Sets each `(key, value)` from `from`, 10 ms apart (so that their replica writes

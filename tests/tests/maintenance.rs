@@ -15,14 +15,12 @@ use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
 
 mod support;
-use support::{id, key_owned_by, node};
+use support::{TestResult, id, key_owned_by, node, run, run_for};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
 /// Virtual time for in-flight replica writes to land (RPC timeout: 5 s).
 const SETTLE: Duration = Duration::from_secs(6);
-
-type TestResult = Result<(), String>;
 
 fn counters(cluster: &DistCluster, name: &str) -> Metrics {
     node(cluster, name).metrics().counters
@@ -30,17 +28,6 @@ fn counters(cluster: &DistCluster, name: &str) -> Metrics {
 
 fn names(cluster: &DistCluster) -> Vec<String> {
     cluster.ids().iter().map(|id| id.to_string()).collect()
-}
-
-fn run<T: 'static>(
-    sim: &mut Sim,
-    future: impl std::future::Future<Output = T> + 'static,
-) -> Result<T, String> {
-    sim.block_on(future).map_err(|error| error.to_string())
-}
-
-fn run_for(sim: &mut Sim, duration: Duration) -> TestResult {
-    sim.run_for(duration).map_err(|e| e.to_string())
 }
 
 /// Sets every key (value `v`, optional TTL) from `from`, one after the other.

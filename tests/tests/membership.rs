@@ -15,7 +15,7 @@ use cachesim::{DistCluster, setup_in_process_cluster};
 use sim::Sim;
 
 mod support;
-use support::{id, node};
+use support::{TestResult, id, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -23,8 +23,6 @@ const SEEDS: u64 = 8;
 const STEP: Duration = Duration::from_millis(50);
 /// Time for the first heartbeats to record every peer's boot id.
 const WARM_UP: Duration = Duration::from_secs(2);
-
-type TestResult = Result<(), String>;
 
 fn live(cluster: &DistCluster, names: &[&str]) -> Vec<Rc<CacheNode>> {
     names.iter().map(|name| node(cluster, name)).collect()

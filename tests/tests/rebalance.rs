@@ -15,7 +15,7 @@ use cachesim::{DistCluster, find_owner_key, setup_in_process_cluster};
 use sim::Sim;
 
 mod support;
-use support::{id, node};
+use support::{TestResult, id, node};
 
 /// Seeds each test runs unless `SIM_SEEDS` says otherwise.
 const SEEDS: u64 = 8;
@@ -23,8 +23,6 @@ const SEEDS: u64 = 8;
 const STEP: Duration = Duration::from_millis(50);
 /// The longest a test waits for the cluster to converge.
 const CONVERGENCE_MAX: Duration = Duration::from_secs(30);
-
-type TestResult = Result<(), String>;
 
 fn running(cluster: &DistCluster) -> Vec<Rc<CacheNode>> {
     cluster.ids().iter().filter_map(|id| cluster.by_id(id)).collect()

@@ -2,10 +2,16 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
 use cache::{CacheNode, NodeId};
 use cachesim::{DistCluster, find_owner_key};
+use sim::Sim;
+
+/// A seeded test body's result: the error text names what failed.
+pub(crate) type TestResult = Result<(), String>;
 
 /// Candidate keys a test searches for a given ordered owner list.
 pub(crate) const KEY_CANDIDATES_MAX: u64 = 1_000_000;
@@ -29,4 +35,17 @@ pub(crate) fn node(cluster: &DistCluster, name: &str) -> Rc<CacheNode> {
 pub(crate) fn key_owned_by(cluster: &DistCluster, prefix: &str, owners: &[&str]) -> String {
     find_owner_key(cluster.ring(), prefix, &ids(owners), KEY_CANDIDATES_MAX)
         .unwrap_or_else(|| panic!("no key has owners {owners:?} on this ring"))
+}
+
+/// Runs `future` on `sim` to completion; a simulation failure becomes the error text.
+pub(crate) fn run<T: 'static>(
+    sim: &mut Sim,
+    future: impl Future<Output = T> + 'static,
+) -> Result<T, String> {
+    sim.block_on(future).map_err(|error| error.to_string())
+}
+
+/// Runs `sim` for `duration`; a simulation failure becomes the error text.
+pub(crate) fn run_for(sim: &mut Sim, duration: Duration) -> TestResult {
+    sim.run_for(duration).map_err(|error| error.to_string())
 }
