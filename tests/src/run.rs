@@ -299,7 +299,7 @@ fn drive(
     let history = history.borrow();
     let state = FinalState::read(&cluster);
     let mut safety = checker::phantom_reads(&history);
-    safety.extend(checker::under_replicated(&history, cluster.ring()));
+    safety.extend(checker::under_replicated(&history, config.replication));
     // Reads meet completed writes only when nothing fails (clock skew breaks nothing).
     let fault_free = config.liveness == Liveness::All
         && plan
