@@ -1,13 +1,14 @@
 //! The checkers: they read the history and, white-box, the nodes' stores, and decide.
 //! Each checks one clause of the consistency contract (README, "Consistency contract").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use cache::{Consistency, Entry, NodeId, Version};
 
 use crate::cluster::DistCluster;
 use crate::history::{History, Op, OpKind, Outcome};
+use crate::quiet::QuietWindows;
 
 /// Which clause of the contract a violation breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +32,11 @@ pub enum Check {
     Divergence,
     /// After convergence, a key has more copies than the replication factor.
     ExtraCopies,
+    /// An operation wholly inside a quiet window did not succeed.
+    Unavailable,
+    /// Inside a quiet window, an acknowledged write (or a repaired read) was not on
+    /// every owner within the replication bound.
+    ReplicationLag,
 }
 
 impl Check {
@@ -45,6 +51,8 @@ impl Check {
             Check::HintLost => "hint-lost",
             Check::Divergence => "divergence",
             Check::ExtraCopies => "extra-copies",
+            Check::Unavailable => "unavailable",
+            Check::ReplicationLag => "replication-lag",
         }
     }
 }
@@ -105,77 +113,110 @@ impl FinalState {
     }
 }
 
-/// Safety: no read returns a value that no set wrote (whatever the set's outcome:
-/// a failed or unknown set may still have been applied).
+/// Safety: a read returns only a value that some set wrote (whatever the set's
+/// outcome: a failed or unknown set may still have been applied), a set that had
+/// started before the read ended; and when the version it returned is one that a
+/// write was acknowledged with, the value is that write's. (A set may be applied under
+/// several versions: a forward that timed out may have been applied before the next
+/// owner coordinated it again. A version belongs to one write only.)
 pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
-    let written: BTreeSet<(&str, &str)> = history
-        .ops
-        .iter()
-        .filter_map(|op| match &op.kind {
-            OpKind::Set { value } => Some((op.key.as_str(), value.as_str())),
-            _ => None,
-        })
-        .collect();
-    history
-        .ops
-        .iter()
-        .filter_map(|op| match (&op.kind, &op.outcome) {
-            (OpKind::Get, Outcome::Ok { value: Some(value), .. })
-                if !written.contains(&(op.key.as_str(), value.as_str())) =>
-            {
-                Some(Violation {
-                    check: Check::PhantomRead,
-                    message: format!("read of {} returned {value:?}, which no set wrote", op.key),
-                    ops: vec![op.to_string()],
-                })
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// Safety when nothing fails (no crash, pause, partition or message fault; clock skew
-/// allowed): a read that starts after a write to its key completed, at levels whose
-/// quorums meet (R + W > N), returns that write's version or a newer one. A read that
-/// finds nothing is stale unless a remove of the key was under way.
-pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violation> {
-    let meets = |read: Consistency, write: Consistency| {
-        read.required(replication) + write.required(replication) > replication
+    let mut written: BTreeMap<(&str, &str), &Op> = BTreeMap::new();
+    let mut by_version: BTreeMap<(&str, &Version), &Op> = BTreeMap::new();
+    for op in &history.ops {
+        if let OpKind::Set { value, .. } = &op.kind {
+            let previous = written.insert((op.key.as_str(), value.as_str()), op);
+            assert!(previous.is_none(), "the workload writes each value once: {value}");
+        }
+        if let (true, Outcome::Ok { version: Some(version), .. }) = (op.is_write(), &op.outcome) {
+            by_version.insert((op.key.as_str(), version), op);
+        }
+    }
+    let phantom = |read: &Op, message: String, other: Option<&Op>| {
+        let mut ops = vec![read.to_string()];
+        ops.extend(other.map(ToString::to_string));
+        Violation { check: Check::PhantomRead, message, ops }
     };
     let mut violations = Vec::new();
     for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
+        let Outcome::Ok { value: Some(value), version } = &read.outcome else { continue };
+        let Some(set) = written.get(&(read.key.as_str(), value.as_str())) else {
+            let message = format!("read of {} returned {value:?}, which no set wrote", read.key);
+            violations.push(phantom(read, message, None));
+            continue;
+        };
+        let read_end = read.complete_ns.expect("answered reads completed");
+        if set.invoke_ns > read_end {
+            let message =
+                format!("read of {} returned {value:?} before the set of it started", read.key);
+            violations.push(phantom(read, message, Some(set)));
+            continue;
+        }
+        let owner = version.as_ref().and_then(|v| by_version.get(&(read.key.as_str(), v)));
+        if let Some(owner) = owner.filter(|owner| owner.index != set.index) {
+            let message = format!(
+                "read of {} returned {value:?} with the version of another write",
+                read.key
+            );
+            violations.push(phantom(read, message, Some(owner)));
+        }
+    }
+    violations
+}
+
+/// Safety inside quiet windows (see `quiet.rs`): a read wholly inside a window that
+/// starts after a write to its key completed, at levels whose quorums meet
+/// (R + W > N), returns that write's version or a newer one. A read that finds nothing
+/// is stale unless a remove of the key was under way. A node losing its memory between
+/// the write and the read excuses the read (the write may be lost legitimately).
+pub(crate) fn stale_reads(
+    history: &History,
+    replication: usize,
+    windows: &QuietWindows,
+) -> Vec<Violation> {
+    let meets = |read: Consistency, write: Consistency| {
+        read.required(replication) + write.required(replication) > replication
+    };
+    let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+    for op in history.ops.iter().filter(|op| op.is_write()) {
+        by_key.entry(op.key.as_str()).or_default().push(op);
+    }
+    let mut violations = Vec::new();
+    for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
         let Outcome::Ok { version: read_version, .. } = &read.outcome else { continue };
-        let newest_completed = history
-            .ops
+        let read_end = read.complete_ns.expect("answered reads completed");
+        if windows.around(read.invoke_ns, read_end).is_none() {
+            continue;
+        }
+        let writes = by_key.get(read.key.as_str()).map_or(&[][..], Vec::as_slice);
+        let newest_completed = writes
             .iter()
-            .filter(|write| {
-                write.key == read.key
-                    && write.is_write()
-                    && meets(read.consistency, write.consistency)
-            })
+            .filter(|write| meets(read.consistency, write.consistency))
             .filter(|write| write.complete_ns.is_some_and(|done| done < read.invoke_ns))
             .filter_map(|write| match &write.outcome {
-                Outcome::Ok { version: Some(version), .. } => Some((write, version)),
+                Outcome::Ok { version: Some(version), .. } => Some((*write, version)),
                 _ => None,
             })
             .max_by(|a, b| a.1.cmp(b.1));
         let Some((write, written)) = newest_completed else { continue };
+        let memory_lost = history
+            .memory_losses
+            .iter()
+            .any(|loss| loss.at_ns >= write.invoke_ns && loss.at_ns <= read.invoke_ns);
+        if memory_lost {
+            continue;
+        }
         let stale = match (&write.kind, read_version) {
             (_, Some(seen)) => seen < written,
-            (OpKind::Set { .. }, None) => !history.ops.iter().any(|other| {
+            (OpKind::Set { .. }, None) => !writes.iter().any(|other| {
                 // A remove excuses a miss only if it overlapped or followed the write.
                 let after_write = other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
-                let before_read_end = other.invoke_ns <= read.complete_ns.unwrap_or(u64::MAX);
-                other.key == read.key
-                    && matches!(other.kind, OpKind::Remove)
-                    && after_write
-                    && before_read_end
+                matches!(other.kind, OpKind::Remove) && after_write && other.invoke_ns <= read_end
             }),
             _ => false,
         };
         if stale {
             let message = format!(
-                "read of {} missed a write completed before it started (@{}:{})",
+                "read of {} inside a quiet window missed a write completed before it started (@{}:{})",
                 read.key, written.counter, written.origin
             );
             violations.push(Violation {
@@ -186,6 +227,62 @@ pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violatio
         }
     }
     violations
+}
+
+/// Progress inside quiet windows: every operation wholly inside a window succeeds, at
+/// every level. (Operations that straddle a fault, or run while the cluster settles,
+/// may fail or time out.)
+pub(crate) fn unavailable(history: &History, windows: &QuietWindows) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for op in &history.ops {
+        let Some(done_ns) = op.complete_ns else { continue };
+        if matches!(op.outcome, Outcome::Ok { .. })
+            || windows.around(op.invoke_ns, done_ns).is_none()
+        {
+            continue;
+        }
+        if violations.len() < 20 {
+            violations.push(Violation {
+                check: Check::Unavailable,
+                message: format!("{} failed inside a quiet window", op.key),
+                ops: vec![op.to_string()],
+            });
+        }
+    }
+    violations
+}
+
+/// How a run's operations ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Acknowledged.
+    pub ok: u64,
+    /// Answered with an error.
+    pub failed: u64,
+    /// No answer in time (or none before the run ended).
+    pub unknown: u64,
+}
+
+impl Availability {
+    /// Counts the outcomes of a history.
+    pub fn of(history: &History) -> Availability {
+        let mut counts = Availability::default();
+        for op in &history.ops {
+            match op.outcome {
+                Outcome::Ok { .. } => counts.ok += 1,
+                Outcome::Failed(_) => counts.failed += 1,
+                Outcome::Unknown | Outcome::Pending => counts.unknown += 1,
+            }
+        }
+        counts
+    }
+
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: Availability) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.unknown += other.unknown;
+    }
 }
 
 /// Safety: an acknowledged write at QUORUM or ALL is held (it or a newer version) by
@@ -228,8 +325,14 @@ pub(crate) fn under_replicated(history: &History, replication: usize) -> Vec<Vio
 
 /// Safety, checked on the final state: every acknowledged QUORUM or ALL write (set or
 /// remove) is still there, or overwritten by a newer version, unless every node that
-/// held it when it was acknowledged has lost its memory since.
-pub(crate) fn lost_writes(history: &History, state: &FinalState) -> Vec<Violation> {
+/// held it when it was acknowledged has lost its memory since. When tombstones are
+/// collected within the run (`tombstones_collected`), a key that nobody holds any more
+/// may have been removed (or expired) and collected legitimately.
+pub(crate) fn lost_writes(
+    history: &History,
+    state: &FinalState,
+    tombstones_collected: bool,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
         let (Outcome::Ok { version: Some(version), .. }, Some(acked_ns)) =
@@ -243,7 +346,9 @@ pub(crate) fn lost_writes(history: &History, state: &FinalState) -> Vec<Violatio
             continue;
         }
         let newest = state.newest(&op.key);
-        if newest.is_some_and(|newest| newest >= version) {
+        if newest.is_some_and(|newest| newest >= version)
+            || (newest.is_none() && tombstones_collected)
+        {
             continue;
         }
         let check =
@@ -302,15 +407,24 @@ pub(crate) fn hint_accounting(cluster: &DistCluster) -> Vec<Violation> {
 }
 
 /// Liveness: after heal and the quiet period, every owner of every key holds the same
-/// newest version.
-pub(crate) fn divergence(ring: &cache::Ring, state: &FinalState) -> Vec<Violation> {
+/// newest version. When tombstones are collected within the run (`tombstones_collected`),
+/// an owner holding nothing may have collected the newest (a tombstone) already: each
+/// node collects by its own clock.
+pub(crate) fn divergence(
+    ring: &cache::Ring,
+    state: &FinalState,
+    tombstones_collected: bool,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for (key, held) in &state.held {
         let owners = ring.lookup(key).to_vec();
         let Some(newest) = state.newest(key) else { continue };
         let stale: Vec<String> = owners
             .iter()
-            .filter(|owner| held.get(*owner) != Some(newest))
+            .filter(|owner| match held.get(*owner) {
+                Some(version) => version != newest,
+                None => !tombstones_collected,
+            })
             .map(|owner| match held.get(owner) {
                 Some(version) => format!("{owner}@{}:{}", version.counter, version.origin),
                 None => format!("{owner}@none"),
@@ -406,20 +520,20 @@ mod tests {
         let acked = Outcome::Ok { version: Some(version(5, "n1")), value: None };
         set(&mut history, "k", "a", 0, acked, &["n1", "n2"]);
         assert!(
-            lost_writes(&history, &state(&[("k", "n3", version(6, "n3"))])).is_empty(),
+            lost_writes(&history, &state(&[("k", "n3", version(6, "n3"))]), false).is_empty(),
             "overwritten by a newer version"
         );
-        assert!(lost_writes(&history, &state(&[("k", "n1", version(5, "n1"))])).is_empty());
-        let lost = lost_writes(&history, &state(&[("k", "n3", version(4, "n3"))]));
+        assert!(lost_writes(&history, &state(&[("k", "n1", version(5, "n1"))]), false).is_empty());
+        let lost = lost_writes(&history, &state(&[("k", "n3", version(4, "n3"))]), false);
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].check, Check::LostWrite);
         assert!(lost[0].message.contains("held by n1,n2"), "{}", lost[0]);
         // One holder lost its memory: the other still must have kept it.
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
-        assert_eq!(lost_writes(&history, &state(&[])).len(), 1);
+        assert_eq!(lost_writes(&history, &state(&[]), false).len(), 1);
         // Both lost it: the contract promises nothing.
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 60 });
-        assert!(lost_writes(&history, &state(&[])).is_empty());
+        assert!(lost_writes(&history, &state(&[]), false).is_empty());
     }
 
     #[test]
@@ -432,7 +546,7 @@ mod tests {
             Outcome::Ok { version: Some(version(9, "n1")), value: None },
             vec![id("n1")],
         );
-        let undone = lost_writes(&history, &state(&[("k", "n1", version(8, "n2"))]));
+        let undone = lost_writes(&history, &state(&[("k", "n1", version(8, "n2"))]), false);
         assert_eq!(undone.len(), 1);
         assert_eq!(undone[0].check, Check::UndoneRemove);
     }
@@ -455,6 +569,6 @@ mod tests {
             vec![id("n1")],
         );
         set(&mut history, "k", "b", 20, Outcome::Failed("quorum".into()), &[]);
-        assert!(lost_writes(&history, &state(&[])).is_empty());
+        assert!(lost_writes(&history, &state(&[]), false).is_empty());
     }
 }

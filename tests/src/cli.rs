@@ -217,6 +217,9 @@ struct Totals {
     events: u64,
     operations: u64,
     virtual_ns: u128,
+    availability: cachesim::Availability,
+    /// Failures per verdict kind and checker, for the summary.
+    by_check: std::collections::BTreeMap<String, u64>,
 }
 
 fn sweep(args: &SweepArgs) -> ExitCode {
@@ -293,8 +296,10 @@ fn record(
         totals.events += report.events;
         totals.operations += report.operations as u64;
         totals.virtual_ns += report.virtual_time.as_nanos();
+        totals.availability.add(report.availability);
         if !report.verdict.is_pass() {
             totals.failures += 1;
+            *totals.by_check.entry(verdict_checks(&report.verdict)).or_default() += 1;
         }
         totals.failures
     };
@@ -343,7 +348,35 @@ fn print_summary(profile: Profile, totals: &Totals, wall: Duration, jobs: usize)
         totals.events as f64 / wall_s,
         virtual_s / wall_s
     );
+    let a = totals.availability;
+    let all = (a.ok + a.failed + a.unknown).max(1) as f64;
+    println!(
+        "operations: {} ok ({:.1}%), {} failed ({:.1}%), {} unknown ({:.1}%)",
+        a.ok,
+        100.0 * a.ok as f64 / all,
+        a.failed,
+        100.0 * a.failed as f64 / all,
+        a.unknown,
+        100.0 * a.unknown as f64 / all
+    );
+    for (checks, count) in &totals.by_check {
+        println!("  {count:>6} failed by {checks}");
+    }
     println!("wall time {:.1}s on {jobs} thread(s)", wall.as_secs_f64());
+}
+
+/// The verdict's kind and the checks that fired, for the summary: `safety: lost-write`.
+fn verdict_checks(verdict: &cachesim::Verdict) -> String {
+    match verdict {
+        cachesim::Verdict::Safety(violations) | cachesim::Verdict::Liveness(violations) => {
+            let mut names: Vec<&str> =
+                violations.iter().map(|violation| violation.check.name()).collect();
+            names.sort_unstable();
+            names.dedup();
+            format!("{}: {}", verdict.kind(), names.join(", "))
+        }
+        other => other.kind().to_string(),
+    }
 }
 
 fn replay(args: &ReplayArgs) -> ExitCode {
@@ -369,13 +402,18 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     let report = run(&config);
     let (read, write) = report.consistency;
     println!("seed {} profile {} (read {read}, write {write})", report.seed, report.profile);
+    println!("options: {}{}", report.knobs, if report.buggify { "; buggify on" } else { "" });
     println!("fault plan:\n{}", report.plan);
     if let Some(trace) = &report.trace {
         println!("trace:\n{trace}");
     }
+    let a = report.availability;
     println!(
-        "{} operations, {} events, {:.3}s virtual, fingerprint {:#018x}",
+        "{} operations ({} ok, {} failed, {} unknown), {} events, {:.3}s virtual, fingerprint {:#018x}",
         report.operations,
+        a.ok,
+        a.failed,
+        a.unknown,
         report.events,
         report.virtual_time.as_secs_f64(),
         report.fingerprint

@@ -12,6 +12,10 @@
 //! - `faults.rs`: [`Profile`]s and the [`FaultPlan`] a seed draws.
 //! - `nemesis.rs`: applies a plan to a running cluster.
 //! - `checker.rs`: the contract's clauses, as checks over history and stores.
+//! - `quiet.rs`: [`QuietWindows`], where the contract promises progress and fresh reads.
+//! - `observer.rs`: samples the stores through a run; survival and replication over time.
+//! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
+//!   may switch off.
 //! - `corpus.rs`: `seeds.txt`, the regression corpus.
 //! - `plan_file.rs`: a run written down, for `replay --plan`.
 //! - `shrink.rs`: delta debugging of a failing run's plan and workload.
@@ -28,14 +32,17 @@ mod cluster;
 mod corpus;
 mod faults;
 mod history;
+mod knobs;
 mod mutants;
 mod nemesis;
+mod observer;
 mod plan_file;
+mod quiet;
 mod run;
 mod shrink;
 mod workload;
 
-pub use crate::checker::{Check, Violation};
+pub use crate::checker::{Availability, Check, Violation};
 pub use crate::cluster::{
     CLUSTER_NODES_MAX, DistCluster, FixtureError, REPLICATION_FACTOR_DEFAULT, allocate_port,
     find_owner_key, setup_in_process_cluster, setup_in_process_cluster_mutant,
@@ -46,8 +53,11 @@ pub use crate::faults::{
     EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, ParseProfileError, Profile,
 };
 pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
+pub use crate::knobs::{Knobs, RepairPath};
 pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
+pub use crate::observer::{REPLICATION_BOUND, SAMPLE_INTERVAL};
 pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
+pub use crate::quiet::{QuietWindows, SETTLE, Window};
 pub use crate::run::{Liveness, RunConfig, RunReport, Verdict, run};
 pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
 pub use crate::workload::WorkloadConfig;

@@ -14,13 +14,17 @@ use std::time::Duration;
 
 use cache::{Consistency, Options};
 use sim::Sim;
-use sim::rand::RngExt;
+use sim::rand::{Ratio, RngExt, SimRng};
+use sim::time::Instant;
 
-use crate::checker::{self, FinalState, Violation};
-use crate::cluster::setup_in_process_cluster_mutant;
-use crate::faults::{FaultPlan, Profile};
+use crate::checker::{self, Availability, FinalState, Violation};
+use crate::cluster::{DistCluster, setup_in_process_cluster_mutant};
+use crate::faults::{Fault, FaultPlan, Profile};
 use crate::history::History;
+use crate::knobs::{Knobs, RepairPath};
 use crate::nemesis::{Nemesis, timeline};
+use crate::observer::{Observer, ObserverSettings, SAMPLE_INTERVAL};
+use crate::quiet::{QuietWindows, SETTLE};
 use crate::workload::{WorkloadConfig, start_clients};
 
 /// Which nodes must converge once faults stop.
@@ -192,6 +196,12 @@ pub struct RunReport {
     pub verdict: Verdict,
     /// Client operations issued.
     pub operations: usize,
+    /// How the operations ended.
+    pub availability: Availability,
+    /// The cache options the seed drew.
+    pub knobs: Knobs,
+    /// Whether buggify was on.
+    pub buggify: bool,
     /// Simulated events (the fingerprint's event count).
     pub events: u64,
     /// Virtual time simulated.
@@ -225,25 +235,33 @@ pub fn run(config: &RunConfig) -> RunReport {
         return report;
     }
     let trace = if config.trace { sim::Trace::FromEnv } else { sim::Trace::Off };
+    let buggify = buggify_drawn(config);
     let builder = Sim::builder().seed(config.seed).time_limit(RUN_TIME_LIMIT).trace(trace);
-    let mut sim = builder.capture_trace(config.trace).event_log(config.event_log).build();
+    let builder = builder.buggify(buggify).capture_trace(config.trace);
+    let mut sim = builder.event_log(config.event_log).build();
     let consistency = draw_consistency(&sim);
+    let knobs = Knobs::draw(&mut sim.fork_rng("options"));
     let phase_ms = u64::try_from(config.fault_phase.as_millis()).unwrap_or(u64::MAX);
     let plan = config.plan.clone().unwrap_or_else(|| {
         FaultPlan::draw(config.profile, &mut sim.fork_rng("faults"), config.nodes, phase_ms)
     });
     let history = Rc::new(RefCell::new(History::default()));
-    let verdict = match drive(&mut sim, config, consistency, &plan, &history) {
+    let setting = Setting { config, consistency, knobs: &knobs, plan: &plan };
+    let verdict = match drive(&mut sim, &setting, &history) {
         Ok(verdict) => verdict,
         Err(error) => Verdict::Crash(error),
     };
+    let history = history.borrow();
     RunReport {
         seed: config.seed,
         profile: config.profile,
         plan,
         consistency,
         verdict,
-        operations: history.borrow().ops.len(),
+        operations: history.ops.len(),
+        availability: Availability::of(&history),
+        knobs,
+        buggify,
         events: sim.event_count(),
         virtual_time: sim.elapsed(),
         fingerprint: sim.fingerprint(),
@@ -254,6 +272,13 @@ pub fn run(config: &RunConfig) -> RunReport {
     }
 }
 
+/// Whether buggify is on for the run: for a quarter of swarm seeds, from the seed's own
+/// "buggify" stream (drawn before the simulation exists, which needs to know).
+fn buggify_drawn(config: &RunConfig) -> bool {
+    config.profile == Profile::Swarm
+        && SimRng::forked(config.seed, "buggify").chance(Ratio::new(1, 4))
+}
+
 /// The read and write consistency of a run, from its own stream.
 fn draw_consistency(sim: &Sim) -> (Consistency, Consistency) {
     let mut rng = sim.fork_rng("config");
@@ -261,15 +286,47 @@ fn draw_consistency(sim: &Sim) -> (Consistency, Consistency) {
     (*rng.choose(&levels).expect("levels"), *rng.choose(&levels).expect("levels"))
 }
 
+/// What one run was set up with.
+struct Setting<'a> {
+    config: &'a RunConfig,
+    consistency: (Consistency, Consistency),
+    knobs: &'a Knobs,
+    plan: &'a FaultPlan,
+}
+
+/// Runs the simulation forward, sampling the stores every [`SAMPLE_INTERVAL`].
+struct Driver<'a> {
+    cluster: &'a DistCluster,
+    history: &'a Rc<RefCell<History>>,
+    observer: Observer,
+    next_sample: Instant,
+}
+
+impl Driver<'_> {
+    fn advance_to(&mut self, sim: &mut Sim, target: Instant) -> Result<(), String> {
+        while sim.now() < target {
+            let until = target.min(self.next_sample);
+            sim.run_for(until - sim.now()).map_err(|e| e.to_string())?;
+            if sim.now() >= self.next_sample {
+                let now_ns = sim.now().as_nanos();
+                self.observer.sample(now_ns, self.cluster, &self.history.borrow());
+                self.next_sample += SAMPLE_INTERVAL;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn drive(
     sim: &mut Sim,
-    config: &RunConfig,
-    consistency: (Consistency, Consistency),
-    plan: &FaultPlan,
+    setting: &Setting<'_>,
     history: &Rc<RefCell<History>>,
 ) -> Result<Verdict, String> {
-    let options =
-        Options::builder().read_consistency(consistency.0).write_consistency(consistency.1);
+    let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
+    let options = Options::builder()
+        .read_consistency(setting.consistency.0)
+        .write_consistency(setting.consistency.1);
+    let options = knobs.apply(options);
     let cluster = Rc::new(
         setup_in_process_cluster_mutant(
             sim,
@@ -282,46 +339,101 @@ fn drive(
     );
     let stop = Rc::new(Cell::new(false));
     start_clients(sim, &cluster, history, &stop, &config.workload)?;
-    // Fault phase.
     let start = sim.now();
+    let heal = start + config.fault_phase;
+    let end = heal + config.quiet;
+    // In majority mode a minority stays cut off after the heal: nothing is quiet then.
+    let quiet_end = if config.liveness == Liveness::Majority { heal } else { end };
+    let windows =
+        QuietWindows::new(plan, start.as_nanos(), heal.as_nanos(), quiet_end.as_nanos(), SETTLE);
+    let settings = ObserverSettings {
+        replication: config.replication,
+        read_repair: knobs.runs(RepairPath::ReadRepair),
+        tombstones_collected: knobs.collects_tombstones(),
+    };
+    let observer = Observer::new(settings, windows.clone());
+    let mut driver =
+        Driver { cluster: &cluster, history, observer, next_sample: start + SAMPLE_INTERVAL };
+    // Fault phase.
     let mut nemesis = Nemesis::new();
     for step in timeline(plan) {
-        let at = start + Duration::from_millis(step.at_ms);
-        sim.run_for(at - sim.now()).map_err(|e| e.to_string())?;
+        driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
         nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
     }
-    sim.run_for((start + config.fault_phase) - sim.now()).map_err(|e| e.to_string())?;
-    // Heal, stop the clients, settle.
+    driver.advance_to(sim, heal)?;
+    // Heal; clients go on into the quiet window that opens after it, then stop, and the
+    // cluster settles.
     nemesis.heal_all(sim, &cluster)?;
     let converging = converging_nodes(sim, &cluster, config)?;
+    let clients_stop = if quiet_end == heal { heal } else { heal + config.quiet / 2 };
+    driver.advance_to(sim, clients_stop)?;
     stop.set(true);
-    sim.run_for(config.quiet).map_err(|e| e.to_string())?;
-    let history = history.borrow();
-    let state = FinalState::read(&cluster);
-    let mut safety = checker::phantom_reads(&history);
-    safety.extend(checker::under_replicated(&history, config.replication));
-    // Reads meet completed writes only when nothing fails (clock skew breaks nothing).
-    let fault_free = config.liveness == Liveness::All
-        && plan
-            .episodes
-            .iter()
-            .all(|episode| matches!(episode.fault, crate::faults::Fault::ClockSkew { .. }));
-    if fault_free {
-        safety.extend(checker::stale_reads(&history, config.replication));
-    }
-    safety.extend(checker::lost_writes(&history, &state));
-    safety.extend(checker::hint_accounting(&cluster));
+    driver.advance_to(sim, end)?;
+    let ended = Ended { cluster: &cluster, observer: driver.observer, windows, converging };
+    Ok(judge(setting, &history.borrow(), ended))
+}
+
+/// What a run leaves for the checkers.
+struct Ended<'a> {
+    cluster: &'a DistCluster,
+    observer: Observer,
+    windows: QuietWindows,
+    converging: (cache::Ring, Option<Vec<cache::NodeId>>),
+}
+
+/// The verdict: safety clauses first, then liveness.
+fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
+    let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
+    let Ended { cluster, observer, windows, converging } = ended;
+    let mut safety = checker::phantom_reads(history);
+    safety.extend(checker::under_replicated(history, config.replication));
+    safety.extend(checker::stale_reads(history, config.replication, &windows));
+    let state = FinalState::read(cluster);
+    safety.extend(checker::lost_writes(history, &state, knobs.collects_tombstones()));
+    safety.extend(checker::hint_accounting(cluster));
+    let (progress, over_time): (Vec<Violation>, Vec<Violation>) = observer
+        .into_violations()
+        .into_iter()
+        .partition(|violation| violation.check == checker::Check::ReplicationLag);
+    safety.extend(over_time);
     if !safety.is_empty() {
-        return Ok(Verdict::Safety(safety));
+        return Verdict::Safety(safety);
     }
+    let mut liveness = checker::unavailable(history, &windows);
+    liveness.extend(progress);
     let (ring, majority) = converging;
-    let state = majority.map_or(state, |ids| FinalState::read_nodes(&cluster, &ids));
-    let mut liveness = checker::divergence(&ring, &state);
-    liveness.extend(checker::extra_copies(&cluster, &state));
-    if !liveness.is_empty() {
-        return Ok(Verdict::Liveness(liveness));
+    let state = majority.map_or(state, |ids| FinalState::read_nodes(cluster, &ids));
+    if converges(knobs, plan, cluster) {
+        liveness.extend(checker::divergence(&ring, &state, knobs.collects_tombstones()));
     }
-    Ok(Verdict::Pass)
+    // Rebalance is what drops the copies a node no longer owns.
+    if knobs.runs(RepairPath::Rebalance) {
+        liveness.extend(checker::extra_copies(cluster, &state));
+    }
+    if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
+}
+
+/// Whether every owner must converge by the end. With rebalance and anti-entropy on,
+/// they repair anything. Without anti-entropy, only hints and rebalance repair, so convergence is promised
+/// only if no node lost its memory (its unreplicated writes and its hints die with it)
+/// and no hint expired or was dropped by a cap.
+fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
+    // Without rebalance, a key written on a node that owned it only while the ring was
+    // changing stays there: no other path moves a key off a node that does not own it.
+    let ring_changed =
+        plan.episodes.iter().any(|episode| !matches!(episode.fault, Fault::ClockSkew { .. }));
+    if !knobs.runs(RepairPath::Rebalance) {
+        return !ring_changed;
+    }
+    if knobs.runs(RepairPath::AntiEntropy) {
+        return true;
+    }
+    let crashed = plan.episodes.iter().any(|episode| matches!(episode.fault, Fault::Crash { .. }));
+    let hints_lost = cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| {
+        let m = node.metrics().counters;
+        m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
+    });
+    !crashed && !hints_lost
 }
 
 /// The ring the liveness checks use and, in majority mode, the nodes that must
