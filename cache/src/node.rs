@@ -333,6 +333,13 @@ impl Inner {
         Ok(outcome)
     }
 
+    /// Whether to take a rare path here on purpose (a simulation fault point; always
+    /// false on a real runtime). Each caller's line is a site of its own.
+    #[track_caller]
+    pub(crate) fn buggify(&self) -> bool {
+        self.runtime.buggify(std::panic::Location::caller())
+    }
+
     /// The address of `node` in this node's membership.
     pub(crate) fn address_of(&self, node: &NodeId) -> Option<String> {
         self.state.borrow().membership.get(node).map(|member| member.address.clone())
