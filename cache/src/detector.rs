@@ -316,6 +316,9 @@ impl Inner {
     /// One round: apply the plan's verdicts, then probe its targets concurrently. It
     /// ends within two probe timeouts.
     async fn heartbeat_round(inner: &Rc<Inner>) {
+        if inner.buggify() {
+            return; // Fault point: a skipped round (a stalled node).
+        }
         let random = inner.runtime.random_u64();
         let now_ms = inner.elapsed_ms();
         let plan = {
@@ -372,8 +375,17 @@ impl Inner {
 
     /// Probes one peer: directly, then through relays; suspects it when both fail.
     async fn probe(inner: &Rc<Inner>, plan: ProbePlan) {
-        let target = plan.target;
+        let (target, mut relays) = (plan.target, plan.relays);
         assert_ne!(target.id, inner.id, "the local node is never probed");
+        if inner.buggify() {
+            // Fault point: no indirect probes this time (no relay at hand): a failed
+            // direct probe makes the peer suspect, never dead.
+            relays.clear();
+        }
+        if inner.buggify() {
+            // Fault point: a late probe, as from a slow node.
+            inner.runtime.sleep(inner.delay_random(inner.options.probe_timeout_ms() / 2)).await;
+        }
         let timeout = Duration::from_millis(inner.options.probe_timeout_ms());
         let ping = MembershipRequest::Ping { from: inner.self_entry(), target: target.clone() };
         let response =
@@ -386,7 +398,7 @@ impl Inner {
             return;
         }
         inner.state.borrow_mut().metrics.heartbeat_failure += 1;
-        if Inner::probe_indirect(inner, &target, plan.relays).await {
+        if Inner::probe_indirect(inner, &target, relays).await {
             inner.state.borrow_mut().metrics.indirect_probe_refuted += 1;
             return;
         }

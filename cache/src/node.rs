@@ -340,6 +340,11 @@ impl Inner {
         self.runtime.buggify(std::panic::Location::caller())
     }
 
+    /// A random delay of up to `max_ms` (fault points' slow paths).
+    pub(crate) fn delay_random(&self, max_ms: u64) -> Duration {
+        Duration::from_millis(self.runtime.random_u64() % (max_ms + 1))
+    }
+
     /// The address of `node` in this node's membership.
     pub(crate) fn address_of(&self, node: &NodeId) -> Option<String> {
         self.state.borrow().membership.get(node).map(|member| member.address.clone())
@@ -352,7 +357,12 @@ impl Inner {
         request: PeerRequest,
     ) -> Result<PeerResponse, TransportError> {
         let address = self.address_of(node).ok_or(TransportError::Unreachable)?;
-        let timeout = Duration::from_millis(self.options.rpc_timeout_ms());
+        let mut timeout_ms = self.options.rpc_timeout_ms();
+        if self.buggify() {
+            // Fault point: an early timeout, as on a loaded link or a busy peer.
+            timeout_ms = (timeout_ms / 4).max(1);
+        }
+        let timeout = Duration::from_millis(timeout_ms);
         self.transport.call(&address, request, timeout).await
     }
 

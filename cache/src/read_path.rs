@@ -40,6 +40,10 @@ impl Inner {
             return Ok(self.visible(entry));
         }
         for (position, owner) in owners.iter().enumerate() {
+            if position + 1 < owners.len() && self.buggify() {
+                // Fault point: this owner does not answer; the next one is asked.
+                continue;
+            }
             self.state.borrow_mut().metrics.forward_get += 1;
             if let Ok(PeerResponse::Entry(entry)) =
                 self.call(owner, PeerRequest::Read { key: key.to_string() }).await
@@ -67,7 +71,14 @@ impl Inner {
                 continue;
             }
             let (node, answers_tx, key) = (Rc::clone(inner), answers_tx.clone(), key.to_string());
+            // Fault point: a slow request to this owner, so that another one answers
+            // first.
+            let delay =
+                inner.buggify().then(|| inner.delay_random(inner.options.rpc_timeout_ms() / 2));
             let task = async move {
+                if let Some(delay) = delay {
+                    node.runtime.sleep(delay).await;
+                }
                 node.state.borrow_mut().metrics.forward_get += 1;
                 if let Ok(PeerResponse::Entry(entry)) =
                     node.call(&owner, PeerRequest::Read { key }).await
@@ -90,7 +101,9 @@ impl Inner {
             return Err(Error::QuorumFailed { acks: answers.len(), acks_needed: needed });
         }
         let newest = inner.merge(&answers);
-        if let Some(newest) = newest.clone() {
+        // With read repair off (an option, to test the other repair paths alone) a
+        // read never writes.
+        if let Some(newest) = newest.clone().filter(|_| inner.options.read_repair()) {
             // Owners still answering are checked too, within the RPC timeout.
             let (node, key) = (Rc::clone(inner), key.to_string());
             let task = async move { node.repair(key, newest, answers, answers_rx).await };
@@ -126,6 +139,11 @@ impl Inner {
     ) {
         while let Some(answer) = late.next().await {
             answers.push(answer);
+        }
+        if self.buggify() {
+            // Fault point: a late repair; a newer write meanwhile makes it stale, and
+            // the receivers' version check refuses it.
+            self.runtime.sleep(self.delay_random(self.options.rpc_timeout_ms())).await;
         }
         let older_canary = self.mutant(crate::Mutant::ReadRepairOlder);
         let newest = if older_canary {

@@ -481,6 +481,18 @@ fn batches_group(transfers: Vec<Transfer>, batch_size: usize) -> Vec<Batch> {
     batches
 }
 
+/// The same transfers, one per batch.
+fn batches_split(batches: Vec<Batch>) -> Vec<Batch> {
+    let transfer_count: usize = batches.iter().map(|batch| batch.transfers.len()).sum();
+    let split: Vec<Batch> = batches
+        .into_iter()
+        .flat_map(|batch| batch.transfers)
+        .map(|transfer| Batch { target: transfer.target.clone(), transfers: vec![transfer] })
+        .collect();
+    assert_eq!(split.len(), transfer_count);
+    split
+}
+
 impl Inner {
     /// Answers a rebalance request.
     pub(crate) async fn handle_rebalance(
@@ -529,11 +541,20 @@ impl Inner {
 
     /// One tick: plan, send, take in the results, release what is due.
     async fn rebalance_tick(inner: &Rc<Inner>) {
-        let plan = {
+        if inner.buggify() {
+            return; // Fault point: a skipped tick; the pass resumes at the next one.
+        }
+        let one_key_batches = inner.buggify();
+        let mut plan = {
             let state = inner.state.borrow();
             let now_ms = inner.elapsed_ms();
             inner.rebalancer.borrow_mut().plan_tick(now_ms, &inner.id, &state.ring, &state.store)
         };
+        if one_key_batches {
+            // Fault point: every key in a batch of its own, as under a small request
+            // limit: more requests, the same transfers.
+            plan.batches = batches_split(std::mem::take(&mut plan.batches));
+        }
         if !plan.batches.is_empty() {
             let results = Inner::rebalance_send(inner, plan).await;
             inner.rebalancer.borrow_mut().on_results(inner.elapsed_ms(), &results);
@@ -583,12 +604,20 @@ impl Inner {
             {
                 outcomes.iter().map(transfer_result).collect()
             }
-            Ok(PeerResponse::Failed(_)) | Err(_) => {
-                for transfer in &batch.transfers {
-                    inner.queue_hint(&transfer.target, &transfer.key, &transfer.entry);
-                }
-                vec![TransferResult::Hinted; transfer_count]
-            }
+            // A transfer counts as handed off (and a stray may be released) only if a
+            // hint covers it; with hints off (`hint_ttl_ms` 0) or over their limits it
+            // is retried instead, so that no copy is released that nobody received.
+            Ok(PeerResponse::Failed(_)) | Err(_) => batch
+                .transfers
+                .iter()
+                .map(|transfer| {
+                    if inner.queue_hint(&transfer.target, &transfer.key, &transfer.entry) {
+                        TransferResult::Hinted
+                    } else {
+                        TransferResult::Refused
+                    }
+                })
+                .collect(),
             Ok(_) => vec![TransferResult::Refused; transfer_count],
         };
         for (transfer, result) in batch.transfers.iter().zip(&results) {

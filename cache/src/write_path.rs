@@ -39,6 +39,11 @@ impl Inner {
                 }
                 return Inner::coordinate(inner, key, op, &owners).await;
             }
+            if position + 1 < owners.len() && inner.buggify() {
+                // Fault point: the forward fails as if this owner were unreachable; the
+                // next owner coordinates instead, as after a real failure.
+                continue;
+            }
             inner.count_forward(&op);
             let request = PeerRequest::Forward { key: key.to_string(), op: op.clone() };
             match inner.call(owner, request).await {
@@ -104,7 +109,14 @@ impl Inner {
         for replica in replicas {
             let (node, acks_tx) = (Rc::clone(inner), acks_tx.clone());
             let (key, entry) = (key.to_string(), entry.clone());
+            // Fault point: a slow replica write (a congested link): up to half the RPC
+            // timeout before it leaves.
+            let delay =
+                inner.buggify().then(|| inner.delay_random(inner.options.rpc_timeout_ms() / 2));
             let task = async move {
+                if let Some(delay) = delay {
+                    node.runtime.sleep(delay).await;
+                }
                 let acked = node.replicate(&replica, key, entry).await;
                 let _ = acks_tx.unbounded_send(acked);
             };
@@ -171,7 +183,7 @@ impl Inner {
     pub(crate) async fn replicate(&self, replica: &NodeId, key: String, entry: Entry) -> bool {
         let acked = self.send_replica_write(replica, key.clone(), entry.clone()).await;
         if !acked {
-            self.queue_hint(replica, &key, &entry);
+            let _hinted = self.queue_hint(replica, &key, &entry);
         }
         acked
     }
