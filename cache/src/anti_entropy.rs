@@ -382,7 +382,7 @@ impl Inner {
         drop(shared);
         report.leaf_count = leaf_count;
         report.leaves_differing = differing.len();
-        if differing.len() > 1 && inner.buggify() {
+        if inner.buggify() && differing.len() > 1 {
             // Fault point: a partial round that lists only half the differing leaves;
             // the round still counts as dirty, so the next one comes soon.
             differing.truncate(differing.len() / 2);
@@ -481,7 +481,10 @@ impl Inner {
             shared.iter().map(|(key, version)| (key.as_str(), version)),
         );
         let diff_started = self.runtime.elapsed();
-        let differing = local.diff(&remote);
+        let mut differing = local.diff(&remote);
+        if self.mutant(crate::Mutant::MerkleFirstLeafOnly) {
+            differing.retain(|&leaf| leaf == 0); // The canary: only the first leaf counts.
+        }
         let diff_ended = self.runtime.elapsed();
         let metrics = &mut self.state.borrow_mut().metrics;
         metrics.merkle_fetch_ns = fetch_ns;

@@ -333,18 +333,28 @@ impl Inner {
     /// Suspects the silent, declares dead and removes the long silent, and prunes
     /// the members gossip reported dead.
     fn verdicts_apply(&self, plan: &RoundPlan) {
+        let never_dead = self.mutant(crate::Mutant::DetectorNeverDead);
         let (suspected, declared, pruned) =
             self.membership_mutate(|membership, now_ms, changes| {
                 let is = |membership: &Membership, id: &NodeId, state: NodeState| {
                     membership.get(id).is_some_and(|member| member.state == state)
                 };
-                let suspected: Vec<&NodeId> =
-                    plan.suspect.iter().filter(|id| is(membership, id, NodeState::Alive)).collect();
+                // The never-dead canary suspects the long silent instead.
+                let dead_too = plan.dead.iter().filter(|_| never_dead);
+                let suspected: Vec<&NodeId> = plan
+                    .suspect
+                    .iter()
+                    .chain(dead_too)
+                    .filter(|id| is(membership, id, NodeState::Alive))
+                    .collect();
                 for id in &suspected {
                     changes.extend(membership.mark(id, NodeState::Suspect, now_ms).expect("held"));
                 }
-                let declared: Vec<&NodeId> =
-                    plan.dead.iter().filter(|id| membership.get(id).is_some()).collect();
+                let declared: Vec<&NodeId> = plan
+                    .dead
+                    .iter()
+                    .filter(|id| !never_dead && membership.get(id).is_some())
+                    .collect();
                 for id in &declared {
                     // Bump the incarnation first, so that the removal's dead entry beats the
                     // suspicion other nodes hold.
@@ -398,6 +408,12 @@ impl Inner {
             return;
         }
         inner.state.borrow_mut().metrics.heartbeat_failure += 1;
+        if inner.mutant(crate::Mutant::DetectorDeadOnFirstMiss) {
+            // The canary: one missed probe is death, with no indirect probes.
+            let plan = RoundPlan { dead: vec![target.id.clone()], ..RoundPlan::default() };
+            inner.verdicts_apply(&plan);
+            return;
+        }
         if Inner::probe_indirect(inner, &target, relays).await {
             inner.state.borrow_mut().metrics.indirect_probe_refuted += 1;
             return;

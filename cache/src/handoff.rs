@@ -125,6 +125,10 @@ impl Inner {
                 let delivered = self.send_replica_write(target, key.clone(), entry).await;
                 // Acknowledged only if still the queued version: a newer hint queued
                 // meanwhile must still be sent.
+                if !delivered && self.mutant(crate::Mutant::HintReplayCountsFailure) {
+                    // The canary: the failed hint leaves the queue as if delivered.
+                    return self.handoff.borrow_mut().queue.acknowledge(target, &key, &version);
+                }
                 if !delivered && self.mutant(crate::Mutant::HintDropOnError) {
                     // The canary: the failed hint is dropped, silently.
                     self.handoff.borrow_mut().queue.acknowledge(target, &key, &version);

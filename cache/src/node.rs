@@ -142,6 +142,8 @@ impl CacheNode {
             stopped: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
         });
+        let join_no_handoff = inner.mutant(crate::Mutant::JoinNoHandoff);
+        inner.rebalancer.borrow_mut().join_no_handoff = join_no_handoff;
         let node = CacheNode { inner };
         Inner::start_background(&node.inner);
         Ok(node)

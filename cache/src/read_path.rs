@@ -31,6 +31,9 @@ impl Inner {
         if needed == 1 {
             return inner.read_one(key, &owners).await;
         }
+        // The canary waits for one answer fewer than the level needs (at least one).
+        let needed = needed - usize::from(inner.mutant(crate::Mutant::ReadQuorumShort));
+        assert!(needed >= 1);
         Inner::read_quorum(inner, key, owners, needed).await
     }
 
@@ -160,6 +163,9 @@ impl Inner {
         });
         for (owner, _) in stale {
             self.state.borrow_mut().metrics.read_repair += 1;
+            if self.mutant(crate::Mutant::ReadRepairNoop) {
+                continue; // The canary: counted, never sent.
+            }
             if owner == self.id {
                 if older_canary {
                     // The canary's repair bypasses the version check, as the
@@ -177,7 +183,11 @@ impl Inner {
     pub(crate) fn visible(&self, entry: Option<Entry>) -> Option<Item> {
         let now_ms = self.runtime.wall_clock_ms();
         match entry {
-            Some(Entry::Item(item)) if !item.is_expired(now_ms) => Some(item),
+            Some(Entry::Item(item))
+                if !item.is_expired(now_ms) || self.mutant(crate::Mutant::TtlNeverExpires) =>
+            {
+                Some(item)
+            }
             _ => None,
         }
     }

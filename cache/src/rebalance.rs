@@ -164,6 +164,8 @@ struct Pass {
     cursor: Option<String>,
     /// Nothing changed since the baseline: only strays move.
     quiet: bool,
+    /// The join-no-handoff canary: nodes not on the baseline ring get nothing.
+    join_no_handoff: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +194,8 @@ pub(crate) struct Rebalancer {
     copy_pending: BTreeSet<NodeId>,
     retries: BTreeMap<String, Retry>,
     releases: BTreeMap<String, Release>,
+    /// The join-no-handoff canary is on (always false without the `mutants` feature).
+    pub(crate) join_no_handoff: bool,
 }
 
 impl Rebalancer {
@@ -211,6 +215,7 @@ impl Rebalancer {
             copy_pending: BTreeSet::new(),
             retries: BTreeMap::new(),
             releases: BTreeMap::new(),
+            join_no_handoff: false,
         }
     }
 
@@ -273,7 +278,9 @@ impl Rebalancer {
         let mut copy_to = self.pass.take().map(|pass| pass.copy_to).unwrap_or_default();
         copy_to.append(&mut self.copy_pending);
         let quiet = copy_to.is_empty() && baseline.nodes() == ring.nodes();
-        self.pass = Some(Pass { target: ring.clone(), copy_to, cursor: None, quiet });
+        let join_no_handoff = self.join_no_handoff;
+        self.pass =
+            Some(Pass { target: ring.clone(), copy_to, cursor: None, quiet, join_no_handoff });
     }
 
     /// Plans the due retries; true when the send limit stopped it.
@@ -440,8 +447,11 @@ fn key_plan(
 ) -> Vec<Transfer> {
     let owners = pass.target.lookup(key);
     let primary = owners.primary().expect("the local node is on the ring");
+    // The canary: a node that joined since the baseline gets nothing.
+    let joined = |node: &NodeId| pass.join_no_handoff && !baseline.nodes().contains(node);
     if !owners.contains(local) {
-        return owners.iter().map(|owner| transfer(owner, primary, key, entry, true)).collect();
+        let targets = owners.iter().filter(|owner| !joined(owner));
+        return targets.map(|owner| transfer(owner, primary, key, entry, true)).collect();
     }
     if pass.quiet {
         return Vec::new();
@@ -458,7 +468,7 @@ fn key_plan(
     }
     owners
         .iter()
-        .filter(|owner| *owner != local && is_new(owner))
+        .filter(|owner| *owner != local && is_new(owner) && !joined(owner))
         .map(|owner| transfer(owner, primary, key, entry, false))
         .collect()
 }
@@ -579,6 +589,9 @@ impl Inner {
                     TransferKind::Replica => metrics.rebalanced_replica_diff += 1,
                 }
             }
+        }
+        if inner.mutant(crate::Mutant::RebalanceNoop) {
+            return Vec::new(); // The canary: counted, never sent, so nothing released.
         }
         let sends = plan.batches.into_iter().map(|batch| Inner::batch_send(inner, batch));
         let results: Vec<Vec<(Transfer, TransferResult)>> = futures::stream::iter(sends)

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use futures::StreamExt;
 use futures::channel::mpsc;
 
+use crate::consistency::Consistency;
 use crate::error::Error;
 use crate::message::{PeerRequest, PeerResponse, WriteOp};
 use crate::node::Inner;
@@ -102,8 +103,10 @@ impl Inner {
         // whose ring has shrunk (it believes its peers dead) must not acknowledge a
         // QUORUM or ALL write with fewer copies than the level promises.
         let needed = inner.options.write_consistency().required(inner.options.replication_factor());
-        let replicas: Vec<NodeId> =
+        let mut replicas: Vec<NodeId> =
             owners.iter().filter(|owner| **owner != inner.id).cloned().collect();
+        // The canary skips the last replica, with no hint, and counts it as acked.
+        let skipped = inner.mutant(crate::Mutant::ReplicateToFewer) && replicas.pop().is_some();
         inner.count_fanout(&op, replicas.len());
         let (acks_tx, mut acks_rx) = mpsc::unbounded::<bool>();
         for replica in replicas {
@@ -127,6 +130,7 @@ impl Inner {
         drop(acks_tx);
         // The local apply (the canary counts one acknowledgement too many).
         let mut acks = if inner.mutant(crate::Mutant::QuorumOffByOne) { 2 } else { 1 };
+        acks += usize::from(skipped);
         while acks < needed {
             match acks_rx.next().await {
                 Some(true) => acks += 1,
@@ -137,6 +141,12 @@ impl Inner {
         let mut state = inner.state.borrow_mut();
         state.metrics.write_acks += acks as u64;
         if acks < needed {
+            state.metrics.write_quorum_failures += 1;
+            return Err(Error::QuorumFailed { acks, acks_needed: needed });
+        }
+        let levelled = inner.options.write_consistency() != Consistency::One;
+        if levelled && inner.mutant(crate::Mutant::WritesReportFailure) {
+            // The canary: replicated as required, yet reported as failed.
             state.metrics.write_quorum_failures += 1;
             return Err(Error::QuorumFailed { acks, acks_needed: needed });
         }
