@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::consistency::Consistency;
+use crate::mutant::Mutant;
 use crate::node::{CacheNode, NodeConfig};
 use crate::node_id::NodeId;
 use crate::options::Options;
@@ -28,6 +29,13 @@ impl Cluster {
     /// Starts one cache node per entry of `options` (`n1`, `n2`, …), all knowing each
     /// other.
     fn start(sim: &mut sim::Sim, options: &[Options]) -> Cluster {
+        Cluster::start_with(sim, options, None)
+    }
+
+    /// As [`Cluster::start`], every node running the planted bug `mutant`.
+    fn start_with(sim: &mut sim::Sim, options: &[Options], mutant: Option<Mutant>) -> Cluster {
+        #[cfg(not(feature = "mutants"))]
+        assert!(mutant.is_none(), "planted bugs need the `mutants` feature");
         let configs: Configs = Rc::new(RefCell::new(vec![None; options.len()]));
         let (mut slots, mut sim_nodes, mut members) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0..options.len() {
@@ -48,7 +56,7 @@ impl Cluster {
                 peers,
                 options: options[index].clone(),
                 #[cfg(feature = "mutants")]
-                mutant: None,
+                mutant,
             });
         }
         let cluster = Cluster { slots, sim_nodes };
@@ -110,7 +118,7 @@ fn quiet_options() -> crate::options::OptionsBuilder {
 
 /// A read at ALL finds one owner without the key; returns whether that owner holds
 /// it again a second later.
-fn stale_owner_repaired(read_repair: bool) -> bool {
+fn stale_owner_repaired(read_repair: bool, mutant: Option<Mutant>) -> bool {
     let mut sim = sim::Sim::new(7);
     let options = quiet_options()
         .read_consistency(Consistency::All)
@@ -118,7 +126,7 @@ fn stale_owner_repaired(read_repair: bool) -> bool {
         .read_repair(read_repair)
         .build()
         .unwrap();
-    let cluster = Cluster::start(&mut sim, &vec![options; 3]);
+    let cluster = Cluster::start_with(&mut sim, &vec![options; 3], mutant);
     let (n1, n2) = (cluster.node(0).unwrap(), cluster.node(1).unwrap());
     sim.block_on({
         let n1 = Rc::clone(&n1);
@@ -135,8 +143,44 @@ fn stale_owner_repaired(read_repair: bool) -> bool {
 
 #[test]
 fn read_repair_repairs_a_stale_owner_when_on_and_never_when_off() {
-    assert!(stale_owner_repaired(true));
-    assert!(!stale_owner_repaired(false));
+    assert!(stale_owner_repaired(true, None));
+    assert!(!stale_owner_repaired(false, None));
+}
+
+#[cfg(feature = "mutants")]
+#[test]
+fn read_repair_noop_repairs_nothing() {
+    assert!(!stale_owner_repaired(true, Some(Mutant::ReadRepairNoop)));
+}
+
+/// An ALL write on three nodes running `mutant`: its outcome, and how many nodes hold
+/// the key afterwards.
+#[cfg(feature = "mutants")]
+fn write_all(mutant: Mutant) -> (Result<crate::version::Version, crate::error::Error>, usize) {
+    let mut sim = sim::Sim::new(7);
+    let options = quiet_options().write_consistency(Consistency::All).build().unwrap();
+    let cluster = Cluster::start_with(&mut sim, &vec![options; 3], Some(mutant));
+    let n1 = cluster.node(0).unwrap();
+    let outcome = sim.block_on(async move { n1.set("k", "v", None).await }).unwrap();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let held = (0..3).filter(|&index| cluster.node(index).unwrap().local_contains("k")).count();
+    (outcome, held)
+}
+
+#[cfg(feature = "mutants")]
+#[test]
+fn writes_report_failure_replicates_then_fails() {
+    let (outcome, held) = write_all(Mutant::WritesReportFailure);
+    assert!(matches!(outcome, Err(crate::error::Error::QuorumFailed { .. })), "{outcome:?}");
+    assert_eq!(held, 3);
+}
+
+#[cfg(feature = "mutants")]
+#[test]
+fn replicate_to_fewer_acknowledges_with_a_copy_missing() {
+    let (outcome, held) = write_all(Mutant::ReplicateToFewer);
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(held, 2);
 }
 
 /// One client operation through node `index`, whatever its outcome.
