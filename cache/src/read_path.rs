@@ -3,7 +3,8 @@
 //! At consistency ONE an owner reads its own copy, and any other node asks the owners
 //! in ring order until one answers. At QUORUM and ALL the owners are asked together;
 //! the answer is the newest of the first `needed` answers, and every owner that
-//! answered with an older version (or none) is repaired in the background.
+//! answered with an older version (or none) is repaired in the background, unless the
+//! `read_repair` option is off.
 
 use std::rc::Rc;
 
