@@ -344,11 +344,13 @@ impl Inner {
         if keys.is_empty() || keys.len() > MERKLE_KEYS_PER_FETCH_MAX {
             return MerkleResponse::Malformed;
         }
+        // Fault point: a partial answer of one key; the requester asks for the rest.
+        let answered_max = if self.buggify() { 1 } else { keys.len() };
         let state = self.state.borrow();
         let mut entries = Vec::new();
         let (mut answered_count, mut bytes) = (0, 0);
         for key in keys {
-            if bytes >= MERKLE_FETCH_BYTES_MAX {
+            if bytes >= MERKLE_FETCH_BYTES_MAX || answered_count == answered_max {
                 break; // The requester asks again for the rest.
             }
             answered_count += 1;
@@ -376,10 +378,15 @@ impl Inner {
             return Err(Error::UnknownNode { node: peer.clone() });
         }
         let shared = inner.shared_entries(peer);
-        let (leaf_count, differing) = inner.sync_compare(peer, &shared).await?;
+        let (leaf_count, mut differing) = inner.sync_compare(peer, &shared).await?;
         drop(shared);
         report.leaf_count = leaf_count;
         report.leaves_differing = differing.len();
+        if inner.buggify() && differing.len() > 1 {
+            // Fault point: a partial round that lists only half the differing leaves;
+            // the round still counts as dirty, so the next one comes soon.
+            differing.truncate(differing.len() / 2);
+        }
         // Bounded: at most MERKLE_LEAF_COUNT_MAX / MERKLE_LEAVES_PER_REQUEST_MAX batches.
         for batch in differing.chunks(MERKLE_LEAVES_PER_REQUEST_MAX) {
             let listing = inner.sync_list(peer, leaf_count, batch).await?;
@@ -474,7 +481,10 @@ impl Inner {
             shared.iter().map(|(key, version)| (key.as_str(), version)),
         );
         let diff_started = self.runtime.elapsed();
-        let differing = local.diff(&remote);
+        let mut differing = local.diff(&remote);
+        if self.mutant(crate::Mutant::MerkleFirstLeafOnly) {
+            differing.retain(|&leaf| leaf == 0); // The canary: only the first leaf counts.
+        }
         let diff_ended = self.runtime.elapsed();
         let metrics = &mut self.state.borrow_mut().metrics;
         metrics.merkle_fetch_ns = fetch_ns;
@@ -631,7 +641,11 @@ impl Inner {
     /// after that autosync covers it.
     async fn bootstrap_loop(node: Weak<Inner>) {
         let mut pending: Option<Vec<NodeId>> = None;
-        for _ in 0..BOOTSTRAP_ROUNDS_MAX {
+        let Some(inner) = node.upgrade() else { return };
+        // Fault point: one round fewer; autosync covers what the last round missed.
+        let rounds_max = BOOTSTRAP_ROUNDS_MAX - u32::from(inner.buggify());
+        drop(inner);
+        for _ in 0..rounds_max {
             let Some(inner) = node.upgrade() else { return };
             if inner.check_running().is_err() {
                 return;
@@ -702,6 +716,9 @@ impl Inner {
 
     /// Syncs with one random peer that shares keys with this node, and records it.
     async fn auto_sync_round(inner: &Rc<Inner>) {
+        if inner.buggify() {
+            return; // Fault point: a skipped round (a busy node); the next one comes.
+        }
         let peers = inner.anti_entropy_peers();
         if peers.is_empty() {
             return; // Nobody shares keys with this node (one node, or a replication of 1).

@@ -316,6 +316,9 @@ impl Inner {
     /// One round: apply the plan's verdicts, then probe its targets concurrently. It
     /// ends within two probe timeouts.
     async fn heartbeat_round(inner: &Rc<Inner>) {
+        if inner.buggify() {
+            return; // Fault point: a skipped round (a stalled node).
+        }
         let random = inner.runtime.random_u64();
         let now_ms = inner.elapsed_ms();
         let plan = {
@@ -330,18 +333,28 @@ impl Inner {
     /// Suspects the silent, declares dead and removes the long silent, and prunes
     /// the members gossip reported dead.
     fn verdicts_apply(&self, plan: &RoundPlan) {
+        let never_dead = self.mutant(crate::Mutant::DetectorNeverDead);
         let (suspected, declared, pruned) =
             self.membership_mutate(|membership, now_ms, changes| {
                 let is = |membership: &Membership, id: &NodeId, state: NodeState| {
                     membership.get(id).is_some_and(|member| member.state == state)
                 };
-                let suspected: Vec<&NodeId> =
-                    plan.suspect.iter().filter(|id| is(membership, id, NodeState::Alive)).collect();
+                // The never-dead canary suspects the long silent instead.
+                let dead_too = plan.dead.iter().filter(|_| never_dead);
+                let suspected: Vec<&NodeId> = plan
+                    .suspect
+                    .iter()
+                    .chain(dead_too)
+                    .filter(|id| is(membership, id, NodeState::Alive))
+                    .collect();
                 for id in &suspected {
                     changes.extend(membership.mark(id, NodeState::Suspect, now_ms).expect("held"));
                 }
-                let declared: Vec<&NodeId> =
-                    plan.dead.iter().filter(|id| membership.get(id).is_some()).collect();
+                let declared: Vec<&NodeId> = plan
+                    .dead
+                    .iter()
+                    .filter(|id| !never_dead && membership.get(id).is_some())
+                    .collect();
                 for id in &declared {
                     // Bump the incarnation first, so that the removal's dead entry beats the
                     // suspicion other nodes hold.
@@ -372,8 +385,17 @@ impl Inner {
 
     /// Probes one peer: directly, then through relays; suspects it when both fail.
     async fn probe(inner: &Rc<Inner>, plan: ProbePlan) {
-        let target = plan.target;
+        let (target, mut relays) = (plan.target, plan.relays);
         assert_ne!(target.id, inner.id, "the local node is never probed");
+        if inner.buggify() {
+            // Fault point: no indirect probes this time (no relay at hand): a failed
+            // direct probe makes the peer suspect, never dead.
+            relays.clear();
+        }
+        if inner.buggify() {
+            // Fault point: a late probe, as from a slow node.
+            inner.runtime.sleep(inner.delay_random(inner.options.probe_timeout_ms() / 2)).await;
+        }
         let timeout = Duration::from_millis(inner.options.probe_timeout_ms());
         let ping = MembershipRequest::Ping { from: inner.self_entry(), target: target.clone() };
         let response =
@@ -386,7 +408,13 @@ impl Inner {
             return;
         }
         inner.state.borrow_mut().metrics.heartbeat_failure += 1;
-        if Inner::probe_indirect(inner, &target, plan.relays).await {
+        if inner.mutant(crate::Mutant::DetectorDeadOnFirstMiss) {
+            // The canary: one missed probe is death, with no indirect probes.
+            let plan = RoundPlan { dead: vec![target.id.clone()], ..RoundPlan::default() };
+            inner.verdicts_apply(&plan);
+            return;
+        }
+        if Inner::probe_indirect(inner, &target, relays).await {
             inner.state.borrow_mut().metrics.indirect_probe_refuted += 1;
             return;
         }

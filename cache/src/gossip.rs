@@ -305,6 +305,9 @@ impl Inner {
     /// One push-pull exchange with a random peer. The call ends before the next round
     /// is due, so that a dead target costs one round, not a pile of them.
     async fn gossip_round(inner: &Rc<Inner>) {
+        if inner.buggify() {
+            return; // Fault point: a skipped round; the next one pushes the news.
+        }
         let random = inner.runtime.random_u64();
         let (target, request) = {
             let state = inner.state.borrow();

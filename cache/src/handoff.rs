@@ -48,8 +48,10 @@ fn hint_now_ms(runtime: &dyn Runtime) -> u64 {
 }
 
 impl Inner {
-    /// Queues a replica write that `replica` did not acknowledge.
-    pub(crate) fn queue_hint(&self, replica: &NodeId, key: &str, entry: &Entry) {
+    /// Queues a replica write that `replica` did not acknowledge; true when a hint now
+    /// covers it (queued, or a hint at least as new was queued already), false when
+    /// none does (hints off, or the total limits refused it).
+    pub(crate) fn queue_hint(&self, replica: &NodeId, key: &str, entry: &Entry) -> bool {
         assert_ne!(*replica, self.id, "a node never owes itself a replica write");
         let now_ms = hint_now_ms(&*self.runtime);
         let (expired, outcome, bytes) = {
@@ -73,6 +75,7 @@ impl Inner {
         metrics.hinted_bytes = bytes;
         drop(state);
         tracing::debug!(target: "cache::handoff", node = %self.id, %replica, key, ?outcome, "hint");
+        matches!(outcome, Push::Queued { .. } | Push::Stale)
     }
 
     /// Starts the hint replay loop, unless hints or replays are off.
@@ -92,13 +95,18 @@ impl Inner {
     /// [`HINT_REPLAY_BATCH_MAX`] of its oldest hints, all nodes at once. Returns how many
     /// hints were delivered.
     pub(crate) async fn replay_hint_round(inner: &Rc<Inner>) -> usize {
+        if inner.buggify() {
+            return 0; // Fault point: a skipped round; the hints wait for the next.
+        }
+        // Fault point: a round of one hint per node, as under back-pressure.
+        let batch_max = if inner.buggify() { 1 } else { HINT_REPLAY_BATCH_MAX };
         let now_ms = hint_now_ms(&*inner.runtime);
         let (expired, targets) = {
             let mut handoff = inner.handoff.borrow_mut();
             (handoff.queue.expire(now_ms), handoff.queue.targets())
         };
         inner.update_hint_metrics(expired, 0);
-        let rounds = targets.into_iter().map(|target| inner.replay_hints_to(target));
+        let rounds = targets.into_iter().map(|target| inner.replay_hints_to(target, batch_max));
         let delivered = join_all(rounds).await.into_iter().sum();
         inner.update_hint_metrics(0, delivered);
         delivered
@@ -106,9 +114,10 @@ impl Inner {
 
     /// Sends `target` a batch of its oldest hints together; each one delivered leaves
     /// the queue, each one that failed stays.
-    async fn replay_hints_to(&self, target: NodeId) -> usize {
-        let batch = self.handoff.borrow().queue.oldest(&target, HINT_REPLAY_BATCH_MAX);
-        assert!(batch.len() <= HINT_REPLAY_BATCH_MAX);
+    async fn replay_hints_to(&self, target: NodeId, batch_max: usize) -> usize {
+        assert!((1..=HINT_REPLAY_BATCH_MAX).contains(&batch_max));
+        let batch = self.handoff.borrow().queue.oldest(&target, batch_max);
+        assert!(batch.len() <= batch_max);
         let sends = batch.into_iter().map(|(key, entry)| {
             let target = &target;
             async move {
@@ -116,6 +125,10 @@ impl Inner {
                 let delivered = self.send_replica_write(target, key.clone(), entry).await;
                 // Acknowledged only if still the queued version: a newer hint queued
                 // meanwhile must still be sent.
+                if !delivered && self.mutant(crate::Mutant::HintReplayCountsFailure) {
+                    // The canary: the failed hint leaves the queue as if delivered.
+                    return self.handoff.borrow_mut().queue.acknowledge(target, &key, &version);
+                }
                 if !delivered && self.mutant(crate::Mutant::HintDropOnError) {
                     // The canary: the failed hint is dropped, silently.
                     self.handoff.borrow_mut().queue.acknowledge(target, &key, &version);

@@ -188,7 +188,11 @@ impl Inner {
             Ok(pattern) => pattern,
             Err(error) => return KeysResponse::InvalidPattern(error),
         };
-        let key_count_max = key_count_max.clamp(1, KEYS_PAGE_LEN_MAX);
+        let mut key_count_max = key_count_max.clamp(1, KEYS_PAGE_LEN_MAX);
+        if self.buggify() {
+            // Fault point: a short page of one key; the asker resumes after it.
+            key_count_max = 1;
+        }
         let now_ms = self.runtime.wall_clock_ms();
         let state = self.state.borrow();
         let (keys, next) =

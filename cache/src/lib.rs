@@ -77,6 +77,8 @@ mod rebalance;
 mod ring;
 mod runtime;
 mod sim_runtime;
+#[cfg(test)]
+mod sim_tests;
 mod store;
 mod version;
 mod write_path;

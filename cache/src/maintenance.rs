@@ -81,7 +81,11 @@ impl Inner {
         let interval_ms = inner.options.sweep_interval_ms();
         Inner::spawn_periodic(inner, "sweep", interval_ms, |inner| {
             Box::pin(async move {
-                let _report = inner.sweep_store();
+                // Fault point: a sweep put off to the next round (expired items are
+                // invisible already; tombstones living longer is safe).
+                if !inner.buggify() {
+                    let _report = inner.sweep_store();
+                }
             })
         });
     }
@@ -90,12 +94,21 @@ impl Inner {
     pub(crate) fn sweep_store(&self) -> SweepReport {
         let now_ms = self.runtime.wall_clock_ms();
         let mut state = self.state.borrow_mut();
+        let ttl_ms = self.options.tombstone_ttl_ms();
         let ttl_ms = if self.mutant(crate::Mutant::TombstonesSweptAtOnce) {
             1
+        } else if ttl_ms > 0 && self.mutant(crate::Mutant::TombstoneTtlSeconds) {
+            (ttl_ms / 1000).max(1) // The canary: the TTL misread as seconds.
         } else {
-            self.options.tombstone_ttl_ms()
+            ttl_ms
         };
-        let report = sweep(&mut state.store, now_ms, ttl_ms);
+        let report = if self.mutant(crate::Mutant::TtlNeverExpires) {
+            // The canary: no item ever expires; tombstones are purged as usual.
+            let purged = if ttl_ms == 0 { 0 } else { state.store.sweep_tombstones(now_ms, ttl_ms) };
+            SweepReport { items_expired: 0, tombstones_purged: purged }
+        } else {
+            sweep(&mut state.store, now_ms, ttl_ms)
+        };
         state.metrics.items_expired += report.items_expired as u64;
         state.metrics.tombstones_purged += report.tombstones_purged as u64;
         drop(state);

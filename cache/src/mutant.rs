@@ -26,11 +26,46 @@ pub enum Mutant {
     /// Read repair writes the oldest version it saw instead of the newest, over the
     /// coordinator's own copy without a version check (the reference's §2.8 bug).
     ReadRepairOlder,
+    /// Availability: the coordinator replicates a QUORUM or ALL write to every owner
+    /// as usual, then answers the client `QuorumFailed` anyway.
+    WritesReportFailure,
+    /// Read path: a QUORUM or ALL read returns after one answer fewer than its level
+    /// needs (at least one).
+    ReadQuorumShort,
+    /// Replication: the coordinator sends the replica write to every owner but the
+    /// last, queues no hint for that one, and counts it as acknowledged.
+    ReplicateToFewer,
+    /// Hint accounting: hint replay counts a failed delivery as delivered (the hint
+    /// leaves the queue and counts as replayed).
+    HintReplayCountsFailure,
+    /// TTL: reads return expired items, and sweeps never expire items.
+    TtlNeverExpires,
+    /// Merkle sync compares only the first leaf: differences in every other leaf are
+    /// never synced (shows only with more than one leaf).
+    MerkleFirstLeafOnly,
+    /// Membership change: rebalance sends nothing to a node that joined the ring (only
+    /// to owners that were on the baseline ring, restarted ones included).
+    JoinNoHandoff,
+    /// Tombstone collection: the sweep reads the tombstone TTL as seconds on one side
+    /// of the comparison (`age >= ttl / 1000`), so tombstones go 1000 times too early.
+    TombstoneTtlSeconds,
+    /// A repair path that silently does nothing: read repair finds the stale owners
+    /// and counts them, but sends nothing.
+    ReadRepairNoop,
+    /// A repair path that silently does nothing: rebalance ticks plan, advance and
+    /// count, but transfer nothing (and so release nothing).
+    RebalanceNoop,
+    /// Failure detection: peers are suspected but never declared dead (a peer silent
+    /// past `dead_after_ms` is suspected instead).
+    DetectorNeverDead,
+    /// Failure detection: one failed direct probe declares the peer dead and removes
+    /// it, without indirect probes.
+    DetectorDeadOnFirstMiss,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 19] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -38,6 +73,18 @@ impl Mutant {
         Mutant::QuorumOffByOne,
         Mutant::TombstonesSweptAtOnce,
         Mutant::ReadRepairOlder,
+        Mutant::WritesReportFailure,
+        Mutant::ReadQuorumShort,
+        Mutant::ReplicateToFewer,
+        Mutant::HintReplayCountsFailure,
+        Mutant::TtlNeverExpires,
+        Mutant::MerkleFirstLeafOnly,
+        Mutant::JoinNoHandoff,
+        Mutant::TombstoneTtlSeconds,
+        Mutant::ReadRepairNoop,
+        Mutant::RebalanceNoop,
+        Mutant::DetectorNeverDead,
+        Mutant::DetectorDeadOnFirstMiss,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -50,6 +97,18 @@ impl Mutant {
             Mutant::QuorumOffByOne => "quorum-off-by-one",
             Mutant::TombstonesSweptAtOnce => "tombstones-swept-at-once",
             Mutant::ReadRepairOlder => "read-repair-older",
+            Mutant::WritesReportFailure => "writes-report-failure",
+            Mutant::ReadQuorumShort => "read-quorum-short",
+            Mutant::ReplicateToFewer => "replicate-to-fewer",
+            Mutant::HintReplayCountsFailure => "hint-replay-counts-failure",
+            Mutant::TtlNeverExpires => "ttl-never-expires",
+            Mutant::MerkleFirstLeafOnly => "merkle-first-leaf-only",
+            Mutant::JoinNoHandoff => "join-no-handoff",
+            Mutant::TombstoneTtlSeconds => "tombstone-ttl-seconds",
+            Mutant::ReadRepairNoop => "read-repair-noop",
+            Mutant::RebalanceNoop => "rebalance-noop",
+            Mutant::DetectorNeverDead => "detector-never-dead",
+            Mutant::DetectorDeadOnFirstMiss => "detector-dead-on-first-miss",
         }
     }
 }
@@ -85,5 +144,28 @@ impl Inner {
             let _ = mutant;
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let names: BTreeSet<&str> = Mutant::ALL.iter().map(|mutant| mutant.name()).collect();
+        assert_eq!(names.len(), Mutant::ALL.len());
+        let mutants: BTreeSet<Mutant> = Mutant::ALL.into_iter().collect();
+        assert_eq!(mutants.len(), Mutant::ALL.len());
+        for mutant in Mutant::ALL {
+            assert_eq!(mutant.name().parse::<Mutant>(), Ok(mutant));
+            assert_eq!(mutant.to_string(), mutant.name());
+            assert!(mutant.name().bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'-'));
+        }
+        let error = "no-such-mutant".parse::<Mutant>().unwrap_err();
+        assert!(error.starts_with("unknown mutant \"no-such-mutant\": expected one of"));
+        assert!(error.contains("detector-dead-on-first-miss"), "{error}");
     }
 }

@@ -142,6 +142,8 @@ impl CacheNode {
             stopped: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
         });
+        let join_no_handoff = inner.mutant(crate::Mutant::JoinNoHandoff);
+        inner.rebalancer.borrow_mut().join_no_handoff = join_no_handoff;
         let node = CacheNode { inner };
         Inner::start_background(&node.inner);
         Ok(node)
@@ -333,6 +335,18 @@ impl Inner {
         Ok(outcome)
     }
 
+    /// Whether to take a rare path here on purpose (a simulation fault point; always
+    /// false on a real runtime). Each caller's line is a site of its own.
+    #[track_caller]
+    pub(crate) fn buggify(&self) -> bool {
+        self.runtime.buggify(std::panic::Location::caller())
+    }
+
+    /// A random delay of up to `max_ms` (fault points' slow paths).
+    pub(crate) fn delay_random(&self, max_ms: u64) -> Duration {
+        Duration::from_millis(self.runtime.random_u64() % (max_ms + 1))
+    }
+
     /// The address of `node` in this node's membership.
     pub(crate) fn address_of(&self, node: &NodeId) -> Option<String> {
         self.state.borrow().membership.get(node).map(|member| member.address.clone())
@@ -345,7 +359,12 @@ impl Inner {
         request: PeerRequest,
     ) -> Result<PeerResponse, TransportError> {
         let address = self.address_of(node).ok_or(TransportError::Unreachable)?;
-        let timeout = Duration::from_millis(self.options.rpc_timeout_ms());
+        let mut timeout_ms = self.options.rpc_timeout_ms();
+        if self.buggify() {
+            // Fault point: an early timeout, as on a loaded link or a busy peer.
+            timeout_ms = (timeout_ms / 4).max(1);
+        }
+        let timeout = Duration::from_millis(timeout_ms);
         self.transport.call(&address, request, timeout).await
     }
 

@@ -99,7 +99,9 @@ options! {
     tombstone_ttl_ms: u64 = 600_000;
     /// Entries (items and tombstones) the store holds at most (default 2^20).
     entry_count_max: usize = 1 << 20;
-    /// Time between anti-entropy rounds (default 10 s; 0 = off). Each round compares
+    /// Time between anti-entropy rounds (default 10 s; 0 = off: no periodic rounds and
+    /// no bootstrap sync when the node starts, so that anti-entropy is off entirely and
+    /// the other repair paths can be tested alone). Each round compares
     /// merkle trees with one peer that shares keys with this node and pulls what
     /// differs. It is the backstop behind replica writes, hints and read repair: it
     /// repairs a replica that was away for longer than the hint TTL (30 s) or restarted
@@ -119,6 +121,10 @@ options! {
     /// quiet cluster then scans 8 times less often, and divergence gets the full rate
     /// back at its first round.
     merkle_backoff_factor_max: u64 = 8;
+    /// Whether a QUORUM or ALL read repairs the owners that answered with an older
+    /// version, or none (default true). Off, a read never writes: the other repair
+    /// paths (hints, anti-entropy, rebalance) can be tested alone.
+    read_repair: bool = true;
 }
 
 impl Options {
@@ -237,6 +243,7 @@ fn validate(options: &Options) -> Result<(), OptionsError> {
     range("merkle_chunk_size", to_u64(o.merkle_chunk_size), 1, chunk_max)?;
     let factor_max = o.merkle_backoff_factor_max;
     range("merkle_backoff_factor_max", factor_max, 1, MERKLE_BACKOFF_FACTOR_MAX)?;
+    // `read_repair` is a bool: every value is valid.
 
     // A peer is suspected before it is removed, a probe ends before the next round, and
     // a tombstone outlives every hint it must refuse.
@@ -327,6 +334,27 @@ mod tests {
         assert_eq!(options.hint_ttl_ms(), 30_000);
         assert_eq!(options.hint_replay_interval_ms(), 200);
         assert_eq!(options.rebalance_interval_ms(), 250);
+        assert!(options.read_repair());
+    }
+
+    #[test]
+    fn every_repair_path_has_an_off_switch() {
+        let options = Options::builder()
+            .merkle_sync_interval_ms(0)
+            .hint_ttl_ms(0)
+            .rebalance_interval_ms(0)
+            .read_repair(false)
+            .build()
+            .unwrap();
+        assert_eq!(options.merkle_sync_interval_ms(), 0);
+        assert_eq!(options.hint_ttl_ms(), 0);
+        assert_eq!(options.rebalance_interval_ms(), 0);
+        assert!(!options.read_repair());
+        // Each alone, too: the harness switches off one path per seed.
+        assert!(Options::builder().merkle_sync_interval_ms(0).build().is_ok());
+        assert!(Options::builder().hint_ttl_ms(0).build().is_ok());
+        assert!(Options::builder().rebalance_interval_ms(0).build().is_ok());
+        assert!(Options::builder().read_repair(false).build().is_ok());
     }
 
     #[test]

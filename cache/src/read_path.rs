@@ -3,7 +3,8 @@
 //! At consistency ONE an owner reads its own copy, and any other node asks the owners
 //! in ring order until one answers. At QUORUM and ALL the owners are asked together;
 //! the answer is the newest of the first `needed` answers, and every owner that
-//! answered with an older version (or none) is repaired in the background.
+//! answered with an older version (or none) is repaired in the background, unless the
+//! `read_repair` option is off.
 
 use std::rc::Rc;
 
@@ -31,6 +32,9 @@ impl Inner {
         if needed == 1 {
             return inner.read_one(key, &owners).await;
         }
+        // The canary waits for one answer fewer than the level needs (at least one).
+        let needed = needed - usize::from(inner.mutant(crate::Mutant::ReadQuorumShort));
+        assert!(needed >= 1);
         Inner::read_quorum(inner, key, owners, needed).await
     }
 
@@ -40,6 +44,10 @@ impl Inner {
             return Ok(self.visible(entry));
         }
         for (position, owner) in owners.iter().enumerate() {
+            if position + 1 < owners.len() && self.buggify() {
+                // Fault point: this owner does not answer; the next one is asked.
+                continue;
+            }
             self.state.borrow_mut().metrics.forward_get += 1;
             if let Ok(PeerResponse::Entry(entry)) =
                 self.call(owner, PeerRequest::Read { key: key.to_string() }).await
@@ -67,7 +75,14 @@ impl Inner {
                 continue;
             }
             let (node, answers_tx, key) = (Rc::clone(inner), answers_tx.clone(), key.to_string());
+            // Fault point: a slow request to this owner, so that another one answers
+            // first.
+            let delay =
+                inner.buggify().then(|| inner.delay_random(inner.options.rpc_timeout_ms() / 2));
             let task = async move {
+                if let Some(delay) = delay {
+                    node.runtime.sleep(delay).await;
+                }
                 node.state.borrow_mut().metrics.forward_get += 1;
                 if let Ok(PeerResponse::Entry(entry)) =
                     node.call(&owner, PeerRequest::Read { key }).await
@@ -90,7 +105,9 @@ impl Inner {
             return Err(Error::QuorumFailed { acks: answers.len(), acks_needed: needed });
         }
         let newest = inner.merge(&answers);
-        if let Some(newest) = newest.clone() {
+        // With read repair off (an option, to test the other repair paths alone) a
+        // read never writes.
+        if let Some(newest) = newest.clone().filter(|_| inner.options.read_repair()) {
             // Owners still answering are checked too, within the RPC timeout.
             let (node, key) = (Rc::clone(inner), key.to_string());
             let task = async move { node.repair(key, newest, answers, answers_rx).await };
@@ -127,6 +144,11 @@ impl Inner {
         while let Some(answer) = late.next().await {
             answers.push(answer);
         }
+        if self.buggify() {
+            // Fault point: a late repair; a newer write meanwhile makes it stale, and
+            // the receivers' version check refuses it.
+            self.runtime.sleep(self.delay_random(self.options.rpc_timeout_ms())).await;
+        }
         let older_canary = self.mutant(crate::Mutant::ReadRepairOlder);
         let newest = if older_canary {
             // The canary repairs with the oldest version any owner answered.
@@ -142,6 +164,9 @@ impl Inner {
         });
         for (owner, _) in stale {
             self.state.borrow_mut().metrics.read_repair += 1;
+            if self.mutant(crate::Mutant::ReadRepairNoop) {
+                continue; // The canary: counted, never sent.
+            }
             if owner == self.id {
                 if older_canary {
                     // The canary's repair bypasses the version check, as the
@@ -159,7 +184,11 @@ impl Inner {
     pub(crate) fn visible(&self, entry: Option<Entry>) -> Option<Item> {
         let now_ms = self.runtime.wall_clock_ms();
         match entry {
-            Some(Entry::Item(item)) if !item.is_expired(now_ms) => Some(item),
+            Some(Entry::Item(item))
+                if !item.is_expired(now_ms) || self.mutant(crate::Mutant::TtlNeverExpires) =>
+            {
+                Some(item)
+            }
             _ => None,
         }
     }

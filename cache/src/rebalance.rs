@@ -164,6 +164,8 @@ struct Pass {
     cursor: Option<String>,
     /// Nothing changed since the baseline: only strays move.
     quiet: bool,
+    /// The join-no-handoff canary: nodes not on the baseline ring get nothing.
+    join_no_handoff: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +194,8 @@ pub(crate) struct Rebalancer {
     copy_pending: BTreeSet<NodeId>,
     retries: BTreeMap<String, Retry>,
     releases: BTreeMap<String, Release>,
+    /// The join-no-handoff canary is on (always false without the `mutants` feature).
+    pub(crate) join_no_handoff: bool,
 }
 
 impl Rebalancer {
@@ -211,6 +215,7 @@ impl Rebalancer {
             copy_pending: BTreeSet::new(),
             retries: BTreeMap::new(),
             releases: BTreeMap::new(),
+            join_no_handoff: false,
         }
     }
 
@@ -273,7 +278,9 @@ impl Rebalancer {
         let mut copy_to = self.pass.take().map(|pass| pass.copy_to).unwrap_or_default();
         copy_to.append(&mut self.copy_pending);
         let quiet = copy_to.is_empty() && baseline.nodes() == ring.nodes();
-        self.pass = Some(Pass { target: ring.clone(), copy_to, cursor: None, quiet });
+        let join_no_handoff = self.join_no_handoff;
+        self.pass =
+            Some(Pass { target: ring.clone(), copy_to, cursor: None, quiet, join_no_handoff });
     }
 
     /// Plans the due retries; true when the send limit stopped it.
@@ -440,8 +447,11 @@ fn key_plan(
 ) -> Vec<Transfer> {
     let owners = pass.target.lookup(key);
     let primary = owners.primary().expect("the local node is on the ring");
+    // The canary: a node that joined since the baseline gets nothing.
+    let joined = |node: &NodeId| pass.join_no_handoff && !baseline.nodes().contains(node);
     if !owners.contains(local) {
-        return owners.iter().map(|owner| transfer(owner, primary, key, entry, true)).collect();
+        let targets = owners.iter().filter(|owner| !joined(owner));
+        return targets.map(|owner| transfer(owner, primary, key, entry, true)).collect();
     }
     if pass.quiet {
         return Vec::new();
@@ -458,7 +468,7 @@ fn key_plan(
     }
     owners
         .iter()
-        .filter(|owner| *owner != local && is_new(owner))
+        .filter(|owner| *owner != local && is_new(owner) && !joined(owner))
         .map(|owner| transfer(owner, primary, key, entry, false))
         .collect()
 }
@@ -479,6 +489,18 @@ fn batches_group(transfers: Vec<Transfer>, batch_size: usize) -> Vec<Batch> {
     }
     assert_eq!(batches.iter().map(|batch| batch.transfers.len()).sum::<usize>(), transfer_count);
     batches
+}
+
+/// The same transfers, one per batch.
+fn batches_split(batches: Vec<Batch>) -> Vec<Batch> {
+    let transfer_count: usize = batches.iter().map(|batch| batch.transfers.len()).sum();
+    let split: Vec<Batch> = batches
+        .into_iter()
+        .flat_map(|batch| batch.transfers)
+        .map(|transfer| Batch { target: transfer.target.clone(), transfers: vec![transfer] })
+        .collect();
+    assert_eq!(split.len(), transfer_count);
+    split
 }
 
 impl Inner {
@@ -529,11 +551,20 @@ impl Inner {
 
     /// One tick: plan, send, take in the results, release what is due.
     async fn rebalance_tick(inner: &Rc<Inner>) {
-        let plan = {
+        if inner.buggify() {
+            return; // Fault point: a skipped tick; the pass resumes at the next one.
+        }
+        let one_key_batches = inner.buggify();
+        let mut plan = {
             let state = inner.state.borrow();
             let now_ms = inner.elapsed_ms();
             inner.rebalancer.borrow_mut().plan_tick(now_ms, &inner.id, &state.ring, &state.store)
         };
+        if one_key_batches {
+            // Fault point: every key in a batch of its own, as under a small request
+            // limit: more requests, the same transfers.
+            plan.batches = batches_split(std::mem::take(&mut plan.batches));
+        }
         if !plan.batches.is_empty() {
             let results = Inner::rebalance_send(inner, plan).await;
             inner.rebalancer.borrow_mut().on_results(inner.elapsed_ms(), &results);
@@ -559,6 +590,9 @@ impl Inner {
                 }
             }
         }
+        if inner.mutant(crate::Mutant::RebalanceNoop) {
+            return Vec::new(); // The canary: counted, never sent, so nothing released.
+        }
         let sends = plan.batches.into_iter().map(|batch| Inner::batch_send(inner, batch));
         let results: Vec<Vec<(Transfer, TransferResult)>> = futures::stream::iter(sends)
             .buffer_unordered(REBALANCE_CONCURRENCY_MAX)
@@ -583,12 +617,20 @@ impl Inner {
             {
                 outcomes.iter().map(transfer_result).collect()
             }
-            Ok(PeerResponse::Failed(_)) | Err(_) => {
-                for transfer in &batch.transfers {
-                    inner.queue_hint(&transfer.target, &transfer.key, &transfer.entry);
-                }
-                vec![TransferResult::Hinted; transfer_count]
-            }
+            // A transfer counts as handed off (and a stray may be released) only if a
+            // hint covers it; with hints off (`hint_ttl_ms` 0) or over their limits it
+            // is retried instead, so that no copy is released that nobody received.
+            Ok(PeerResponse::Failed(_)) | Err(_) => batch
+                .transfers
+                .iter()
+                .map(|transfer| {
+                    if inner.queue_hint(&transfer.target, &transfer.key, &transfer.entry) {
+                        TransferResult::Hinted
+                    } else {
+                        TransferResult::Refused
+                    }
+                })
+                .collect(),
             Ok(_) => vec![TransferResult::Refused; transfer_count],
         };
         for (transfer, result) in batch.transfers.iter().zip(&results) {

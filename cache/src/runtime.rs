@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::Location;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -35,9 +36,11 @@ pub trait Runtime {
     /// A random number from this node's stream.
     fn random_u64(&self) -> u64;
 
-    /// Whether to take a rare path here on purpose (simulation fault points; always
-    /// false on a real runtime).
-    fn buggify(&self) -> bool {
+    /// Whether to take the rare path at `site` on purpose (simulation fault points;
+    /// always false on a real runtime). `site` is the cache's own call site, so that
+    /// the simulator switches each one on or off by itself.
+    fn buggify(&self, site: &'static Location<'static>) -> bool {
+        let _ = site;
         false
     }
 }

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::panic::Location;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -142,8 +143,8 @@ impl Runtime for SimRuntime {
         sim::rand::u64()
     }
 
-    fn buggify(&self) -> bool {
-        sim::buggify()
+    fn buggify(&self, site: &'static Location<'static>) -> bool {
+        sim::buggify_at(site)
     }
 }
 

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use futures::StreamExt;
 use futures::channel::mpsc;
 
+use crate::consistency::Consistency;
 use crate::error::Error;
 use crate::message::{PeerRequest, PeerResponse, WriteOp};
 use crate::node::Inner;
@@ -38,6 +39,11 @@ impl Inner {
                     inner.state.borrow_mut().metrics.write_forward_promotion += 1;
                 }
                 return Inner::coordinate(inner, key, op, &owners).await;
+            }
+            if position + 1 < owners.len() && inner.buggify() {
+                // Fault point: the forward fails as if this owner were unreachable; the
+                // next owner coordinates instead, as after a real failure.
+                continue;
             }
             inner.count_forward(&op);
             let request = PeerRequest::Forward { key: key.to_string(), op: op.clone() };
@@ -97,14 +103,23 @@ impl Inner {
         // whose ring has shrunk (it believes its peers dead) must not acknowledge a
         // QUORUM or ALL write with fewer copies than the level promises.
         let needed = inner.options.write_consistency().required(inner.options.replication_factor());
-        let replicas: Vec<NodeId> =
+        let mut replicas: Vec<NodeId> =
             owners.iter().filter(|owner| **owner != inner.id).cloned().collect();
+        // The canary skips the last replica, with no hint, and counts it as acked.
+        let skipped = inner.mutant(crate::Mutant::ReplicateToFewer) && replicas.pop().is_some();
         inner.count_fanout(&op, replicas.len());
         let (acks_tx, mut acks_rx) = mpsc::unbounded::<bool>();
         for replica in replicas {
             let (node, acks_tx) = (Rc::clone(inner), acks_tx.clone());
             let (key, entry) = (key.to_string(), entry.clone());
+            // Fault point: a slow replica write (a congested link): up to half the RPC
+            // timeout before it leaves.
+            let delay =
+                inner.buggify().then(|| inner.delay_random(inner.options.rpc_timeout_ms() / 2));
             let task = async move {
+                if let Some(delay) = delay {
+                    node.runtime.sleep(delay).await;
+                }
                 let acked = node.replicate(&replica, key, entry).await;
                 let _ = acks_tx.unbounded_send(acked);
             };
@@ -115,6 +130,7 @@ impl Inner {
         drop(acks_tx);
         // The local apply (the canary counts one acknowledgement too many).
         let mut acks = if inner.mutant(crate::Mutant::QuorumOffByOne) { 2 } else { 1 };
+        acks += usize::from(skipped);
         while acks < needed {
             match acks_rx.next().await {
                 Some(true) => acks += 1,
@@ -125,6 +141,12 @@ impl Inner {
         let mut state = inner.state.borrow_mut();
         state.metrics.write_acks += acks as u64;
         if acks < needed {
+            state.metrics.write_quorum_failures += 1;
+            return Err(Error::QuorumFailed { acks, acks_needed: needed });
+        }
+        let levelled = inner.options.write_consistency() != Consistency::One;
+        if levelled && inner.mutant(crate::Mutant::WritesReportFailure) {
+            // The canary: replicated as required, yet reported as failed.
             state.metrics.write_quorum_failures += 1;
             return Err(Error::QuorumFailed { acks, acks_needed: needed });
         }
@@ -171,7 +193,7 @@ impl Inner {
     pub(crate) async fn replicate(&self, replica: &NodeId, key: String, entry: Entry) -> bool {
         let acked = self.send_replica_write(replica, key.clone(), entry.clone()).await;
         if !acked {
-            self.queue_hint(replica, &key, &entry);
+            let _hinted = self.queue_hint(replica, &key, &entry);
         }
         acked
     }

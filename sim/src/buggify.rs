@@ -78,6 +78,13 @@ pub fn buggify_with(fire: Ratio) -> bool {
     evaluate(Location::caller(), Some(fire))
 }
 
+/// Like [`buggify`], for a site that the caller names: a layer that forwards fault
+/// points through an adapter passes its own caller's location, so that each of its
+/// call sites is a site of its own instead of all being the adapter's one line.
+pub fn buggify_at(site: &'static Location<'static>) -> bool {
+    evaluate(site, None)
+}
+
 fn evaluate(site: &'static Location<'static>, fire: Option<Ratio>) -> bool {
     context::try_with(|shared| {
         let mut world = shared.world.borrow_mut();

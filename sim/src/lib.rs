@@ -70,7 +70,8 @@ mod trace;
 mod world;
 
 pub use crate::buggify::{
-    BUGGIFY_ACTIVATION_DEFAULT, BUGGIFY_FIRE_DEFAULT, BuggifyConfig, buggify, buggify_with,
+    BUGGIFY_ACTIVATION_DEFAULT, BUGGIFY_FIRE_DEFAULT, BuggifyConfig, buggify, buggify_at,
+    buggify_with,
 };
 pub use crate::determinism::{DeterminismError, EVENT_LOG_CHECK_MAX, check_determinism};
 pub use crate::error::{BlockedTask, ErrorKind, SimError};
