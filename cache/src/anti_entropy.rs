@@ -147,7 +147,7 @@ impl AntiEntropy {
 }
 
 /// An anti-entropy request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MerkleRequest {
     /// The responder's tree over the keys it and `requester` both own in its view.
     Summary {
@@ -176,7 +176,7 @@ pub enum MerkleRequest {
 }
 
 /// The answer to a [`MerkleRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MerkleResponse {
     /// Answers [`MerkleRequest::Summary`].
     Summary {

@@ -13,7 +13,7 @@ use crate::options::OptionsError;
 ///
 /// Variants carry numbers and ids, never preformatted text, so that callers can match
 /// on them and tests can compare them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
     /// Fewer owners acknowledged than the consistency level requires. A write that

@@ -30,7 +30,7 @@ const ACCEPTED: &str = "accepted: a literal prefix, or a glob of `*`, `?`, `[abc
                         `[!a-z]` and `\\` escapes";
 
 /// Why a key pattern is invalid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PatternError {
     /// A `[` has no matching `]`.

@@ -30,7 +30,7 @@ use crate::node_id::NodeId;
 pub const GOSSIP_ENTRY_COUNT_MAX: usize = MEMBER_COUNT_MAX + REMOVAL_COUNT_MAX;
 
 /// A membership request: heartbeats, indirect probes and gossip.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MembershipRequest {
     /// A direct probe. The receiver answers with an [`Ack`]; it first merges `from`
     /// (the sender is alive) and `target` (what the sender believes of the receiver,
@@ -58,7 +58,7 @@ pub enum MembershipRequest {
 }
 
 /// A probed node's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ack {
     /// The probed node, as it sees itself (after refuting any suspicion).
     pub from: GossipEntry,
@@ -71,7 +71,7 @@ pub struct Ack {
 }
 
 /// The answer to a [`MembershipRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MembershipResponse {
     /// Answers a [`MembershipRequest::Ping`].
     Ack(Ack),

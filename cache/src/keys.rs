@@ -43,7 +43,7 @@ pub const KEYS_PAGE_COUNT_MAX: usize = 4096;
 const _: () = assert!(KEY_COUNT_PER_NODE_MAX >= KEYS_PAGE_LEN_MAX);
 
 /// A key-listing request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeysRequest {
     /// The live keys matching `pattern` after `after`, in key order.
     Page {
@@ -57,7 +57,7 @@ pub enum KeysRequest {
 }
 
 /// The answer to a [`KeysRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeysResponse {
     /// A page of keys.
     Page {

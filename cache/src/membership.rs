@@ -99,7 +99,7 @@ impl Member {
 }
 
 /// What a node gossips about one member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GossipEntry {
     /// The member's id.
     pub id: NodeId,

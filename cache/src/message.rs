@@ -18,7 +18,7 @@ use crate::store::{Entry, Item};
 use crate::version::Version;
 
 /// A client write, before it is versioned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WriteOp {
     /// Set the value, with an optional time to live.
     Set {
@@ -42,7 +42,7 @@ impl WriteOp {
 }
 
 /// A request from one cache node to another.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerRequest {
     /// Coordinate this client write: version it, apply it, replicate it.
     Forward {
@@ -77,7 +77,7 @@ pub enum PeerRequest {
 }
 
 /// What a client asks a cache node (the cache's client protocol).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientRequest {
     /// Set `key` to `value`, with an optional time to live.
     Set {
@@ -101,7 +101,7 @@ pub enum ClientRequest {
 }
 
 /// The answer to a [`ClientRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientResponse {
     /// A set or remove: the version written, or why it failed.
     Written(Result<Version, Error>),
@@ -126,7 +126,7 @@ impl PeerRequest {
 }
 
 /// The answer to a [`PeerRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerResponse {
     /// The outcome of a forwarded write: its version, or why it failed.
     Written(Result<Version, Error>),

@@ -161,7 +161,7 @@ impl OptionsBuilder {
 }
 
 /// An option out of its range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OptionsError {
     /// The value is outside `min..=max` (and not 0 where 0 turns a loop off).
     OutOfRange {

@@ -62,7 +62,7 @@ pub(crate) const RELEASE_GRACE_MS: u64 = 0;
 pub(crate) const RELEASE_KEY_COUNT_MAX: usize = 4_096;
 
 /// A rebalance request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RebalanceRequest {
     /// Entries the sender believes the receiver owns: apply each one the receiver owns
     /// in its own view, if newer than what it holds.
@@ -74,7 +74,7 @@ pub enum RebalanceRequest {
 }
 
 /// What a receiver did with one transferred entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TransferOutcome {
     /// The entry was newer and is now held.
     Applied,
@@ -87,7 +87,7 @@ pub enum TransferOutcome {
 }
 
 /// The answer to a [`RebalanceRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RebalanceResponse {
     /// One outcome per transferred entry, in order.
     Transferred {

@@ -53,7 +53,7 @@ pub fn check_value(value: &[u8]) -> Result<(), Error> {
 }
 
 /// A stored value with its version and optional expiry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Item {
     /// The value.
     pub value: Bytes,
@@ -93,7 +93,7 @@ impl Item {
 }
 
 /// The trace of a deleted (or expired) key: its version refuses older writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tombstone {
     /// The delete's version.
     pub version: Version,
@@ -103,7 +103,7 @@ pub struct Tombstone {
 }
 
 /// What a key holds: an item or a tombstone.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Entry {
     /// A value.
     Item(Item),

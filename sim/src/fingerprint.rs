@@ -1,8 +1,24 @@
 //! The run's fingerprint: a rolling hash over every scheduling decision, timer firing,
-//! node event and random draw, plus an optional bounded log of the same events, so that
+//! node event, random draw, message (with a digest of its contents) and decision a
+//! node notes with [`note`], plus an optional bounded log of the same events, so that
 //! two runs of one seed can be compared event by event.
+//!
+//! # Determinism
+//!
+//! A seed's fingerprint is a pure function of the seed and the code: two runs that
+//! send the same messages at the same times but with different contents (a version
+//! taken from a global counter, a list built in a random hasher's order) have
+//! different fingerprints, and [`crate::check_determinism`] names the first message
+//! whose contents differ. Message types hash with [`std::hash::Hash`] through
+//! [`digest`], a fixed-key hasher: a `Hash` impl that feeds it anything that is not a
+//! pure function of the value (an address, a `RandomState`) defeats the check.
+//! Fingerprints are comparable on one platform and build (`usize` and the layout of
+//! derived hashes may differ between them).
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use crate::context;
 
 use crate::net::{Addr, DropCause};
 use crate::node::NodeId;
@@ -22,6 +38,7 @@ pub(crate) mod tag {
     pub(crate) const NET_DROP: u64 = 11;
     pub(crate) const NET_HOLD: u64 = 12;
     pub(crate) const NET_FAULT: u64 = 13;
+    pub(crate) const NOTE: u64 = 14;
 }
 
 /// One recorded event of a run.
@@ -94,6 +111,10 @@ pub enum EventKind {
         to: Addr,
         /// When it is due, in virtual nanoseconds since the start of the run.
         deliver_ns: u64,
+        /// The payload's type, as [`std::any::type_name`] spells it.
+        type_name: &'static str,
+        /// The payload's [`digest`].
+        digest: u64,
     },
     /// A message reached its destination's receive queue.
     NetDeliver {
@@ -114,6 +135,8 @@ pub enum EventKind {
         to: Addr,
         /// Why.
         cause: DropCause,
+        /// The payload's [`digest`] (a message lost at send time has no send event).
+        digest: u64,
     },
     /// A clogged link held a message.
     NetHold {
@@ -128,6 +151,13 @@ pub enum EventKind {
     NetFault {
         /// What changed.
         action: &'static str,
+    },
+    /// The system under test noted a decision with [`note`].
+    Note {
+        /// What was decided.
+        label: &'static str,
+        /// The value noted.
+        value: u64,
     },
 }
 
@@ -145,20 +175,164 @@ impl fmt::Display for Event {
             EventKind::Node { action } => write!(f, "node {action}"),
             EventKind::Buggify { site, fired } => write!(f, "buggify {site} fired={fired}"),
             EventKind::Clock { value } => write!(f, "clock set to {value}"),
-            EventKind::NetSend { message, from, to, deliver_ns } => {
-                write!(f, "net send #{message} {from} -> {to} due at {deliver_ns} ns")
+            EventKind::NetSend { message, from, to, deliver_ns, type_name, digest } => {
+                let type_name = short_type_name(type_name);
+                write!(f, "net send #{message} {from} -> {to} {type_name} digest {digest:#018x}")?;
+                write!(f, " due at {deliver_ns} ns")
             }
             EventKind::NetDeliver { message, from, to } => {
                 write!(f, "net deliver #{message} {from} -> {to}")
             }
-            EventKind::NetDrop { message, from, to, cause } => {
-                write!(f, "net drop #{message} {from} -> {to} ({cause})")
+            EventKind::NetDrop { message, from, to, cause, digest } => {
+                write!(f, "net drop #{message} {from} -> {to} ({cause}) digest {digest:#018x}")
             }
             EventKind::NetHold { message, from, to } => {
                 write!(f, "net hold #{message} {from} -> {to}")
             }
             EventKind::NetFault { action } => write!(f, "net {action}"),
+            EventKind::Note { label, value } => write!(f, "note {label} = {value:#x}"),
         }
+    }
+}
+
+/// A type name without its module paths (`Rpc<PeerRequest, u64>`), for event logs.
+fn short_type_name(name: &str) -> String {
+    let mut short = String::with_capacity(name.len());
+    let mut segment_start = 0;
+    for c in name.chars() {
+        short.push(c);
+        if short.ends_with("::") {
+            short.truncate(segment_start);
+        } else if !(c.is_alphanumeric() || c == '_' || c == ':') {
+            segment_start = short.len();
+        }
+    }
+    short
+}
+
+/// Folds a decision of the system under test into the run's fingerprint, as an event
+/// of the current node at the current virtual time; a no-op outside a simulation.
+///
+/// Messages are fingerprinted by their contents already; `note` is for what a node
+/// decides without saying it (the leader it elected, the version it assigned, the
+/// size of a batch). [`digest`] turns a hashable value into a `u64` to note.
+///
+/// # Determinism
+///
+/// `value` must be a pure function of the run: a note that differs between two runs
+/// of one seed makes [`crate::check_determinism`] fail at that note, naming `label`.
+///
+/// ```
+/// let check = sim::check_determinism(5, |sim| {
+///     sim.block_on(async {
+///         let leader = sim::rand::range(0..3);
+///         sim::fingerprint::note("leader", leader);
+///     })
+///     .unwrap();
+/// });
+/// assert!(check.is_ok());
+/// sim::fingerprint::note("outside", 1); // no simulation: nothing happens
+/// ```
+///
+/// # Panics
+///
+/// When the simulation's state is borrowed already: never from a task, a message rule
+/// or a payload's `Hash`, `Clone` or `Drop` (the simulator runs those unborrowed).
+pub fn note(label: &'static str, value: u64) {
+    context::try_with(|shared| {
+        let node = shared.current_node.get();
+        let now_ns = shared.now_ns.get();
+        let Ok(mut world) = shared.world.try_borrow_mut() else {
+            panic!("sim::fingerprint::note(\"{label}\") called while the simulation is borrowed")
+        };
+        let hashed = mix(digest(label), value);
+        world
+            .fingerprint
+            .record(now_ns, node, tag::NOTE, hashed, || EventKind::Note { label, value });
+    });
+}
+
+/// The digest of `value`: its [`Hash`] fed to a fixed-key hasher, the same on every
+/// run (never a `RandomState`). The network fingerprints every payload with it.
+///
+/// ```
+/// use sim::fingerprint::digest;
+///
+/// assert_eq!(digest(&(1u32, "a")), digest(&(1u32, "a")));
+/// assert_ne!(digest(&(1u32, "a")), digest(&(2u32, "a")));
+/// ```
+pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut hasher = DigestHasher { hash: DIGEST_SEED };
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The digest hasher's fixed key.
+const DIGEST_SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// FxHash-style: one multiply-rotate per 8-byte word, a murmur finaliser at the end.
+/// Fast enough to run on every send; not meant to resist an adversary.
+struct DigestHasher {
+    hash: u64,
+}
+
+impl DigestHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl Hasher for DigestHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("chunks of 8 bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length keeps "a" and "a\0" apart.
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, value: u16) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, value: u32) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut hash = self.hash;
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^ (hash >> 33)
     }
 }
 
@@ -250,5 +424,26 @@ mod tests {
         assert_eq!(a.count(), 3);
         assert_eq!(a.take_log().unwrap().events.len(), 2);
         assert!(b.take_log().is_none());
+    }
+
+    #[test]
+    fn digests_see_every_byte_and_are_fixed() {
+        assert_eq!(digest(&0u64), digest(&0u64));
+        assert_ne!(digest(&0u64), digest(&(0u64, 0u64)));
+        assert_ne!(digest("a"), digest("a\0"));
+        assert_ne!(digest(&[1u8; 9][..]), digest(&[1u8; 8][..]));
+        assert_ne!(digest(&Some(1u32)), digest(&Some(2u32)));
+        // A digest that changes between builds would change every pinned fingerprint.
+        assert_eq!(digest(&42u64), 0x5e18_397c_240a_21ca, "digest of 42: {:#x}", digest(&42u64));
+    }
+
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(short_type_name("u64"), "u64");
+        assert_eq!(short_type_name("alloc::string::String"), "String");
+        assert_eq!(
+            short_type_name("sim::net::rpc::Rpc<cache::message::PeerRequest, (u32, &str)>"),
+            "Rpc<PeerRequest, (u32, &str)>"
+        );
     }
 }

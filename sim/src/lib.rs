@@ -33,7 +33,8 @@
 //! - `node.rs`: [`NodeId`], kill, restart, pause, resume; `clock.rs`: clock skew.
 //! - [`net`]: the virtual network: addresses, ports, endpoints, the link model,
 //!   partitions, clogs, message rules, RPC and counters.
-//! - `fingerprint.rs` and [`check_determinism`]: the run's event hash and log, and the
+//! - [`fingerprint`] and [`check_determinism`]: the run's event hash (over message
+//!   contents too) and log, [`fingerprint::note`] for a node's own decisions, and the
 //!   check that names the first event where two runs of a seed differ.
 //! - [`run_seeds`] / [`Seeds`]: seeded tests driven by `SIM_SEED`, `SIM_SEEDS`,
 //!   `SIM_JOBS` and `SIM_CHECK_DETERMINISM`.
@@ -57,7 +58,7 @@ mod context;
 mod determinism;
 mod error;
 mod executor;
-mod fingerprint;
+pub mod fingerprint;
 pub mod net;
 mod node;
 pub mod rand;

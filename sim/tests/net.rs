@@ -46,7 +46,7 @@ const MS: Duration = Duration::from_millis(1);
 /// Reserves a port on `node` and spawns a task there that binds it and logs every
 /// message it receives. The port is reserved first so that the address is known (and
 /// bindable) before the task runs.
-fn sink<M: Clone + 'static>(sim: &Sim, node: NodeId) -> (Target<M>, Log<M>) {
+fn sink<M: Clone + std::hash::Hash + 'static>(sim: &Sim, node: NodeId) -> (Target<M>, Log<M>) {
     let addr = sim.allocate_port(node).unwrap();
     let log: Log<M> = Rc::default();
     let entries = Rc::clone(&log);
@@ -62,7 +62,12 @@ fn sink<M: Clone + 'static>(sim: &Sim, node: NodeId) -> (Target<M>, Log<M>) {
 
 /// Spawns a task on `node` that sends `messages` to `to` from an ephemeral port, all
 /// at the current instant.
-fn send_all<M: Clone + 'static>(sim: &Sim, node: NodeId, to: Target<M>, messages: Vec<M>) {
+fn send_all<M: Clone + std::hash::Hash + 'static>(
+    sim: &Sim,
+    node: NodeId,
+    to: Target<M>,
+    messages: Vec<M>,
+) {
     detach(sim, node, "source", async move {
         let endpoint = Endpoint::<M>::bind(0).unwrap();
         for message in messages {

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -23,9 +24,18 @@ pub const WAITERS_MAX: usize = 1024;
 
 /// A bound port on the current node that sends and receives messages of type `M`.
 ///
-/// Messages move as values, never serialised: `M` must be `Clone` only so that the
+/// Messages move as values, never serialised: `M` must be `Clone` so that the
 /// network can duplicate them. A message of another type sent to this endpoint's
 /// address is dropped at delivery and counted as [`DropCause::WrongType`].
+///
+/// # Determinism
+///
+/// `M` must be [`Hash`]: every send folds a digest of the message
+/// ([`crate::fingerprint::digest`], one fixed-key hash over the payload, no
+/// allocation) into the run's fingerprint, so two runs that send the same messages at
+/// the same times with different contents differ, and the determinism check names the
+/// send. Derive `Hash`; a manual impl must hash only what the message says (no
+/// addresses, no `RandomState`), or a deterministic run looks non-deterministic.
 ///
 /// Dropping the endpoint frees its port; killing its node frees the port and closes
 /// the endpoint, after which sends and receives fail with [`NetError::Closed`].
@@ -63,7 +73,7 @@ impl<M> fmt::Debug for Endpoint<M> {
     }
 }
 
-impl<M: Clone + 'static> Endpoint<M> {
+impl<M: Clone + Hash + 'static> Endpoint<M> {
     /// Binds `port` on the current node; port 0 takes the node's next free ephemeral
     /// port (49152–65535, in order). A port reserved by [`crate::net::allocate_port`]
     /// can be bound once.

@@ -10,10 +10,11 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::Hash;
 use std::rc::Rc;
 use std::task::Waker;
 
-use crate::fingerprint::{EventKind, Fingerprint, tag};
+use crate::fingerprint::{self, EventKind, Fingerprint, tag};
 use crate::net::address::Addr;
 use crate::net::error::NetError;
 use crate::net::link::{HELD_PER_LINK_MAX, Link, LinkConfig, LinkModel};
@@ -47,6 +48,9 @@ pub(crate) struct Head {
     incarnation: u64,
     /// Tell the sender's mailbox if nothing is bound at `to` (a refused connection).
     refusal_tag: Option<u64>,
+    /// The payload's digest, taken once at send time (copies share it): the
+    /// fingerprint sees what a message says, not only that it was sent.
+    digest: u64,
 }
 
 /// One message (or one copy of it).
@@ -73,14 +77,25 @@ fn clone_payload<T: Clone + 'static>(payload: &dyn Any) -> Box<dyn Any> {
 }
 
 impl Envelope {
-    pub(crate) fn new<T: Clone + 'static>(
+    /// Wraps `message`, taking its digest. Runs the payload's `Hash`, which is user
+    /// code: never call it under the world's borrow.
+    pub(crate) fn new<T: Clone + Hash + 'static>(
         from: Addr,
         to: Addr,
         message: T,
         refusal_tag: Option<u64>,
     ) -> Envelope {
-        let head =
-            Head { from, to, id: 0, link: u32::MAX, link_seq: 0, incarnation: 0, refusal_tag };
+        let digest = fingerprint::digest(&message);
+        let head = Head {
+            from,
+            to,
+            id: 0,
+            link: u32::MAX,
+            link_seq: 0,
+            incarnation: 0,
+            refusal_tag,
+            digest,
+        };
         Envelope {
             head,
             payload: Box::new(message),
@@ -312,13 +327,16 @@ impl Network {
         fingerprint: &mut Fingerprint,
     ) -> Option<Box<dyn Any>> {
         assert!(deliver_ns >= now_ns);
-        let Head { id: message, from, to, link_seq, .. } = envelope.head;
-        let value = event_value(message, deliver_ns);
+        let Head { id: message, from, to, link_seq, digest, .. } = envelope.head;
+        let value = event_value(message, deliver_ns) ^ digest;
+        let type_name = envelope.type_name;
         fingerprint.record(now_ns, from.node(), tag::NET_SEND, value, || EventKind::NetSend {
             message,
             from,
             to,
             deliver_ns,
+            type_name: type_name(),
+            digest,
         });
         let latency_ns = deliver_ns - now_ns;
         tracing::trace!(target: "sim::net", id = message, %from, %to, link_seq, latency_ns, "send");
@@ -364,14 +382,15 @@ impl Network {
         now_ns: u64,
         fingerprint: &mut Fingerprint,
     ) {
-        let Head { id: message, from, to, .. } = *head;
+        let Head { id: message, from, to, digest, .. } = *head;
         self.links[head.link as usize].stats.dropped.count(cause);
-        let value = event_value(message, cause as u64);
+        let value = event_value(message, cause as u64) ^ digest;
         fingerprint.record(now_ns, to.node(), tag::NET_DROP, value, || EventKind::NetDrop {
             message,
             from,
             to,
             cause,
+            digest,
         });
         tracing::trace!(target: "sim::net", id = message, %from, %to, cause = cause.name(), "drop");
     }

@@ -10,6 +10,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -25,7 +26,12 @@ use crate::net::stats::DropCause;
 pub const CALLS_PENDING_MAX: usize = 4096;
 
 /// The message an RPC client and server exchange.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// # Determinism
+///
+/// `Req` and `Resp` must be [`Hash`], as for [`Endpoint`]: each request and
+/// response is fingerprinted by its contents when it is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Rpc<Req, Resp> {
     /// A call.
     Request {
@@ -85,6 +91,11 @@ impl std::error::Error for RpcError {}
 
 /// The calling side: sends requests from its own port and matches responses by id.
 ///
+/// # Determinism
+///
+/// `Req` and `Resp` must be [`Hash`]: every request is fingerprinted by its contents
+/// when it is sent (see [`Endpoint`]).
+///
 /// ```
 /// use std::time::Duration;
 /// use sim::net::{RpcClient, RpcServer};
@@ -117,7 +128,7 @@ impl<Req, Resp> fmt::Debug for RpcClient<Req, Resp> {
     }
 }
 
-impl<Req: Clone + 'static, Resp: Clone + 'static> RpcClient<Req, Resp> {
+impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcClient<Req, Resp> {
     /// Binds a client on the current node (port 0: an ephemeral port).
     ///
     /// # Errors
@@ -340,6 +351,11 @@ impl<Req: 'static, Resp: 'static> Mailbox for Calls<Req, Resp> {
 }
 
 /// The answering side: an endpoint that receives [`Rpc`] requests.
+///
+/// # Determinism
+///
+/// `Req` and `Resp` must be [`Hash`]: every response is fingerprinted by its
+/// contents when it is sent (see [`Endpoint`]).
 pub struct RpcServer<Req, Resp> {
     endpoint: Endpoint<Rpc<Req, Resp>>,
 }
@@ -350,7 +366,7 @@ impl<Req, Resp> fmt::Debug for RpcServer<Req, Resp> {
     }
 }
 
-impl<Req: Clone + 'static, Resp: Clone + 'static> RpcServer<Req, Resp> {
+impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcServer<Req, Resp> {
     /// Binds a server on the current node.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::hash::Hash;
 use std::rc::Rc;
 use std::task::Waker;
 
@@ -76,8 +77,9 @@ impl Socket {
     }
 
     /// Puts `message` on the wire to `to`. A refusal tag asks the network to tell this
-    /// socket's mailbox when nothing is bound at `to`.
-    pub(crate) fn send<T: Clone + 'static>(
+    /// socket's mailbox when nothing is bound at `to`. The payload's digest is taken
+    /// here, before the world is borrowed: `Hash` is user code.
+    pub(crate) fn send<T: Clone + Hash + 'static>(
         &self,
         to: Addr,
         message: T,
