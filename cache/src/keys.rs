@@ -198,7 +198,12 @@ impl Inner {
     }
 
     /// Lists the cluster's keys: see the module documentation.
-    async fn list_cluster_keys(&self, pattern: &str, parsed: &KeyPattern, max: usize) -> KeyList {
+    pub(crate) async fn list_cluster_keys(
+        &self,
+        pattern: &str,
+        parsed: &KeyPattern,
+        max: usize,
+    ) -> KeyList {
         let members: Vec<(NodeId, NodeState)> = {
             let state = self.state.borrow();
             state.membership.members().map(|member| (member.id.clone(), member.state)).collect()

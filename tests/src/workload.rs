@@ -121,11 +121,20 @@ async fn request_once(
                 key: key.clone(),
                 value: Bytes::from(value.clone()),
                 ttl: None,
+                consistency: Some(shared.write_consistency),
             };
             (OpKind::Set { value }, request, shared.write_consistency)
         }
-        9..18 => (OpKind::Get, ClientRequest::Get { key: key.clone() }, shared.read_consistency),
-        _ => (OpKind::Remove, ClientRequest::Remove { key: key.clone() }, shared.write_consistency),
+        9..18 => (
+            OpKind::Get,
+            ClientRequest::Get { key: key.clone(), consistency: Some(shared.read_consistency) },
+            shared.read_consistency,
+        ),
+        _ => (
+            OpKind::Remove,
+            ClientRequest::Remove { key: key.clone(), consistency: Some(shared.write_consistency) },
+            shared.write_consistency,
+        ),
     };
     let invoke_ns = sim::time::Instant::now().as_nanos();
     let index = shared.history.borrow_mut().invoke(
