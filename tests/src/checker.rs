@@ -112,7 +112,7 @@ pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
         .ops
         .iter()
         .filter_map(|op| match &op.kind {
-            OpKind::Set { value } => Some((op.key.as_str(), value.as_str())),
+            OpKind::Set { value, .. } => Some((op.key.as_str(), value.as_str())),
             _ => None,
         })
         .collect();
@@ -162,7 +162,7 @@ pub(crate) fn stale_reads(history: &History, replication: usize) -> Vec<Violatio
         let Some((write, written)) = newest_completed else { continue };
         let stale = match (&write.kind, read_version) {
             (_, Some(seen)) => seen < written,
-            (OpKind::Set { .. }, None) => !history.ops.iter().any(|other| {
+            (OpKind::Set { ttl_ms: None, .. }, None) => !history.ops.iter().any(|other| {
                 // A remove excuses a miss only if it overlapped or followed the write.
                 let after_write = other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
                 let before_read_end = other.invoke_ns <= read.complete_ns.unwrap_or(u64::MAX);
@@ -371,7 +371,7 @@ mod tests {
             0,
             id("n1"),
             key.to_string(),
-            OpKind::Set { value: value.to_string() },
+            OpKind::Set { value: value.to_string(), ttl_ms: None },
             Consistency::Quorum,
             at,
         );
@@ -444,7 +444,7 @@ mod tests {
             0,
             id("n1"),
             "k".into(),
-            OpKind::Set { value: "a".into() },
+            OpKind::Set { value: "a".into(), ttl_ms: None },
             Consistency::One,
             0,
         );
