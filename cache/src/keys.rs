@@ -73,7 +73,7 @@ pub enum KeysResponse {
 }
 
 /// The result of a cluster-wide listing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KeyList {
     /// The keys, deduplicated, in increasing order.
     pub keys: Vec<String>,
@@ -202,7 +202,12 @@ impl Inner {
     }
 
     /// Lists the cluster's keys: see the module documentation.
-    async fn list_cluster_keys(&self, pattern: &str, parsed: &KeyPattern, max: usize) -> KeyList {
+    pub(crate) async fn list_cluster_keys(
+        &self,
+        pattern: &str,
+        parsed: &KeyPattern,
+        max: usize,
+    ) -> KeyList {
         let members: Vec<(NodeId, NodeState)> = {
             let state = self.state.borrow();
             state.membership.members().map(|member| (member.id.clone(), member.state)).collect()

@@ -10,9 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::anti_entropy::{MerkleRequest, MerkleResponse};
+use crate::consistency::Consistency;
 use crate::error::Error;
 use crate::gossip::{MembershipRequest, MembershipResponse};
-use crate::keys::{KeysRequest, KeysResponse};
+use crate::keys::{KeyList, KeysRequest, KeysResponse};
 use crate::rebalance::{RebalanceRequest, RebalanceResponse};
 use crate::store::{Entry, Item};
 use crate::version::Version;
@@ -50,6 +51,8 @@ pub enum PeerRequest {
         key: String,
         /// The write.
         op: WriteOp,
+        /// The client's level; `None` for the coordinator's write consistency.
+        consistency: Option<Consistency>,
     },
     /// Apply this versioned entry if it is newer than what is held (replica writes
     /// and read repairs).
@@ -87,16 +90,29 @@ pub enum ClientRequest {
         value: Bytes,
         /// How long the item lives; `None` for ever.
         ttl: Option<Duration>,
+        /// The level; `None` for the node's write consistency.
+        consistency: Option<Consistency>,
     },
     /// Read `key`.
     Get {
         /// The key.
         key: String,
+        /// The level; `None` for the node's read consistency.
+        consistency: Option<Consistency>,
     },
     /// Remove `key`.
     Remove {
         /// The key.
         key: String,
+        /// The level; `None` for the node's write consistency.
+        consistency: Option<Consistency>,
+    },
+    /// List the cluster's live keys matching `pattern` (see `CacheNode::list_keys`).
+    ListKeys {
+        /// Empty for every key, a glob, or a literal prefix.
+        pattern: String,
+        /// The most keys returned; 0 for no limit.
+        max: usize,
     },
 }
 
@@ -107,6 +123,8 @@ pub enum ClientResponse {
     Written(Result<Version, Error>),
     /// A get: the live item, if any, or why the read failed.
     Read(Result<Option<Item>, Error>),
+    /// A key listing, or why it failed.
+    Keys(Result<KeyList, Error>),
 }
 
 impl PeerRequest {

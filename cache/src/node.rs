@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crate::anti_entropy::AntiEntropy;
 use crate::detector::Detector;
 use crate::error::Error;
+use crate::glob::KeyPattern;
 use crate::handoff::Handoff;
 use crate::membership::{Member, Membership};
 use crate::message::{ClientRequest, ClientResponse, PeerRequest, PeerResponse, WriteOp};
@@ -185,7 +186,7 @@ impl CacheNode {
         let value = value.into();
         crate::store::check_value(&value)?;
         self.inner.check_running()?;
-        Inner::write(&self.inner, key, WriteOp::Set { value, ttl }).await
+        Inner::write(&self.inner, key, WriteOp::Set { value, ttl }, None).await
     }
 
     /// The item at `key`, at the read consistency level, or `None` when there is none
@@ -196,7 +197,7 @@ impl CacheNode {
     /// A bad key, or too few owners answered.
     pub async fn get(&self, key: &str) -> Result<Option<Item>, Error> {
         self.inner.check_running()?;
-        Inner::read(&self.inner, key).await
+        Inner::read(&self.inner, key, None).await
     }
 
     /// Removes each key (writes a versioned tombstone); returns their versions.
@@ -208,7 +209,7 @@ impl CacheNode {
         self.inner.check_running()?;
         let mut versions = Vec::with_capacity(keys.len());
         for key in keys {
-            versions.push(Inner::write(&self.inner, key, WriteOp::Remove).await?);
+            versions.push(Inner::write(&self.inner, key, WriteOp::Remove, None).await?);
         }
         Ok(versions)
     }
@@ -381,11 +382,12 @@ impl Inner {
 
     async fn handle(inner: &Rc<Inner>, request: PeerRequest) -> PeerResponse {
         match request {
-            PeerRequest::Forward { key, op } => {
+            PeerRequest::Forward { key, op, consistency } => {
                 if inner.draining.get() {
                     return PeerResponse::Written(Err(Error::Draining));
                 }
-                PeerResponse::Written(Inner::coordinate_forwarded(inner, &key, op).await)
+                let written = Inner::coordinate_forwarded(inner, &key, op, consistency).await;
+                PeerResponse::Written(written)
             }
             PeerRequest::Replicate { key, entry } => inner.handle_replicate(&key, entry),
             PeerRequest::Read { key } => {
@@ -410,16 +412,27 @@ impl Inner {
     /// Serves a client exactly as the node's own API would.
     async fn handle_client(inner: &Rc<Inner>, request: ClientRequest) -> ClientResponse {
         match request {
-            ClientRequest::Set { key, value, ttl } => {
+            ClientRequest::Set { key, value, ttl, consistency } => {
                 let written = match crate::store::check_value(&value) {
-                    Ok(()) => Inner::write(inner, &key, WriteOp::Set { value, ttl }).await,
+                    Ok(()) => {
+                        Inner::write(inner, &key, WriteOp::Set { value, ttl }, consistency).await
+                    }
                     Err(error) => Err(error),
                 };
                 ClientResponse::Written(written)
             }
-            ClientRequest::Get { key } => ClientResponse::Read(Inner::read(inner, &key).await),
-            ClientRequest::Remove { key } => {
-                ClientResponse::Written(Inner::write(inner, &key, WriteOp::Remove).await)
+            ClientRequest::Get { key, consistency } => {
+                ClientResponse::Read(Inner::read(inner, &key, consistency).await)
+            }
+            ClientRequest::Remove { key, consistency } => ClientResponse::Written(
+                Inner::write(inner, &key, WriteOp::Remove, consistency).await,
+            ),
+            ClientRequest::ListKeys { pattern, max } => {
+                let listed = match KeyPattern::parse(&pattern) {
+                    Ok(parsed) => Ok(inner.list_cluster_keys(&pattern, &parsed, max).await),
+                    Err(error) => Err(Error::from(error)),
+                };
+                ClientResponse::Keys(listed)
             }
         }
     }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use futures::StreamExt;
 use futures::channel::mpsc;
 
+use crate::consistency::Consistency;
 use crate::error::Error;
 use crate::message::{PeerRequest, PeerResponse};
 use crate::node::Inner;
@@ -21,14 +22,19 @@ type Answer = (NodeId, Option<Entry>);
 
 impl Inner {
     /// A client read, from any node.
-    pub(crate) async fn read(inner: &Rc<Inner>, key: &str) -> Result<Option<Item>, Error> {
+    pub(crate) async fn read(
+        inner: &Rc<Inner>,
+        key: &str,
+        consistency: Option<Consistency>,
+    ) -> Result<Option<Item>, Error> {
         check_key(key)?;
         let owners = inner.state.borrow().ring.lookup(key).to_vec();
         if owners.is_empty() {
             return Err(Error::NoOwners);
         }
         // Against the replication factor, like writes: a shrunken ring lowers no level.
-        let needed = inner.options.read_consistency().required(inner.options.replication_factor());
+        let level = consistency.unwrap_or_else(|| inner.options.read_consistency());
+        let needed = level.required(inner.options.replication_factor());
         if needed == 1 {
             return inner.read_one(key, &owners).await;
         }

@@ -20,7 +20,12 @@ use crate::version::Version;
 
 impl Inner {
     /// A client write, from any node.
-    pub(crate) async fn write(inner: &Rc<Inner>, key: &str, op: WriteOp) -> Result<Version, Error> {
+    pub(crate) async fn write(
+        inner: &Rc<Inner>,
+        key: &str,
+        op: WriteOp,
+        consistency: Option<Consistency>,
+    ) -> Result<Version, Error> {
         check_key(key)?;
         if inner.draining.get() {
             return Err(Error::Draining);
@@ -38,7 +43,7 @@ impl Inner {
                 if position > 0 {
                     inner.state.borrow_mut().metrics.write_forward_promotion += 1;
                 }
-                return Inner::coordinate(inner, key, op, &owners).await;
+                return Inner::coordinate(inner, key, op, &owners, consistency).await;
             }
             if position + 1 < owners.len() && inner.buggify() {
                 // Fault point: the forward fails as if this owner were unreachable; the
@@ -46,7 +51,8 @@ impl Inner {
                 continue;
             }
             inner.count_forward(&op);
-            let request = PeerRequest::Forward { key: key.to_string(), op: op.clone() };
+            let request =
+                PeerRequest::Forward { key: key.to_string(), op: op.clone(), consistency };
             match inner.call(owner, request).await {
                 // The owner does not coordinate (another view of the ring, or stopped):
                 // ask the next one, as for an unreachable owner.
@@ -74,6 +80,7 @@ impl Inner {
         inner: &Rc<Inner>,
         key: &str,
         op: WriteOp,
+        consistency: Option<Consistency>,
     ) -> Result<Version, Error> {
         let owners = inner.state.borrow().ring.lookup(key).to_vec();
         match owners.iter().position(|owner| *owner == inner.id) {
@@ -82,7 +89,7 @@ impl Inner {
                 if position > 0 {
                     inner.state.borrow_mut().metrics.write_forward_promotion += 1;
                 }
-                Inner::coordinate(inner, key, op, &owners).await
+                Inner::coordinate(inner, key, op, &owners, consistency).await
             }
         }
     }
@@ -95,6 +102,7 @@ impl Inner {
         key: &str,
         op: WriteOp,
         owners: &[NodeId],
+        consistency: Option<Consistency>,
     ) -> Result<Version, Error> {
         assert!(owners.contains(&inner.id), "only an owner coordinates");
         check_key(key)?;
@@ -102,7 +110,8 @@ impl Inner {
         // Counted against the replication factor, not the owners this node sees: a node
         // whose ring has shrunk (it believes its peers dead) must not acknowledge a
         // QUORUM or ALL write with fewer copies than the level promises.
-        let needed = inner.options.write_consistency().required(inner.options.replication_factor());
+        let level = consistency.unwrap_or_else(|| inner.options.write_consistency());
+        let needed = level.required(inner.options.replication_factor());
         let mut replicas: Vec<NodeId> =
             owners.iter().filter(|owner| **owner != inner.id).cloned().collect();
         // The canary skips the last replica, with no hint, and counts it as acked.

@@ -208,9 +208,12 @@ pub(crate) fn stale_reads(
         let stale = match (&write.kind, read_version) {
             (_, Some(seen)) => seen < written,
             (OpKind::Set { .. }, None) => !writes.iter().any(|other| {
-                // A remove excuses a miss only if it overlapped or followed the write.
+                // A remove, or a set with a TTL (it may have expired: the write itself
+                // included), at any level and with any outcome, excuses a miss if it
+                // overlapped or followed the write.
                 let after_write = other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
-                matches!(other.kind, OpKind::Remove) && after_write && other.invoke_ns <= read_end
+                let may_vanish = matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
+                may_vanish && after_write && other.invoke_ns <= read_end
             }),
             _ => false,
         };
@@ -236,9 +239,13 @@ pub(crate) fn unavailable(history: &History, windows: &QuietWindows) -> Vec<Viol
     let mut violations = Vec::new();
     for op in &history.ops {
         let Some(done_ns) = op.complete_ns else { continue };
-        if matches!(op.outcome, Outcome::Ok { .. })
-            || windows.around(op.invoke_ns, done_ns).is_none()
-        {
+        // A listing that some member did not answer is not a success either.
+        let succeeded = match &op.outcome {
+            Outcome::Ok { .. } => true,
+            Outcome::Keys { partial, .. } => partial.is_empty(),
+            _ => false,
+        };
+        if succeeded || windows.around(op.invoke_ns, done_ns).is_none() {
             continue;
         }
         if violations.len() < 20 {
@@ -269,7 +276,7 @@ impl Availability {
         let mut counts = Availability::default();
         for op in &history.ops {
             match op.outcome {
-                Outcome::Ok { .. } => counts.ok += 1,
+                Outcome::Ok { .. } | Outcome::Keys { .. } => counts.ok += 1,
                 Outcome::Failed(_) => counts.failed += 1,
                 Outcome::Unknown | Outcome::Pending => counts.unknown += 1,
             }
@@ -485,7 +492,7 @@ mod tests {
             0,
             id("n1"),
             key.to_string(),
-            OpKind::Set { value: value.to_string() },
+            OpKind::Set { value: value.to_string(), ttl_ms: None },
             Consistency::Quorum,
             at,
         );
@@ -558,7 +565,7 @@ mod tests {
             0,
             id("n1"),
             "k".into(),
-            OpKind::Set { value: "a".into() },
+            OpKind::Set { value: "a".into(), ttl_ms: None },
             Consistency::One,
             0,
         );

@@ -4,7 +4,7 @@
 //! simulated node drops the cache node with everything it holds, and restarting it
 //! starts a fresh cache node (no memory) on the same address.
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
@@ -77,8 +77,8 @@ struct Member {
 /// task is dropped and every port freed.
 pub struct DistCluster {
     handle: sim::Handle,
-    members: Vec<Member>,
-    ring: Ring,
+    members: RefCell<Vec<Member>>,
+    ring: RefCell<Ring>,
     options: Options,
     /// Every node's config, read by its init task; [`DistCluster::add_node`] appends.
     configs: Rc<RefCell<Vec<Option<NodeConfig>>>>,
@@ -88,7 +88,8 @@ pub struct DistCluster {
 
 impl fmt::Debug for DistCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<&str> = self.members.iter().map(|member| member.id.as_str()).collect();
+        let members = self.members.borrow();
+        let ids: Vec<&str> = members.iter().map(|member| member.id.as_str()).collect();
         f.debug_struct("DistCluster").field("nodes", &ids).finish_non_exhaustive()
     }
 }
@@ -161,6 +162,7 @@ pub fn setup_in_process_cluster_mutant(
     }
     let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
     ring.rebuild(members.iter().map(|member| &member.id));
+    let (members, ring) = (RefCell::new(members), RefCell::new(ring));
     let cluster = DistCluster { handle: sim.handle(), members, ring, options, configs, mutant };
     cluster.wait_started(sim)?;
     Ok(cluster)
@@ -205,7 +207,8 @@ impl Drop for ClearOnDrop {
 
 impl DistCluster {
     fn wait_started(&self, sim: &mut Sim) -> Result<(), FixtureError> {
-        let slots: Vec<Slot> = self.members.iter().map(|member| Rc::clone(&member.slot)).collect();
+        let slots: Vec<Slot> =
+            self.members.borrow().iter().map(|member| Rc::clone(&member.slot)).collect();
         let steps_start = sim.steps();
         let all_started = || slots.iter().all(|slot| slot.borrow().is_some());
         sim.run_until(all_started).map_err(FixtureError::Sim)?;
@@ -215,7 +218,8 @@ impl DistCluster {
 
     /// The running node with this id; `None` for an unknown id or a killed node.
     pub fn by_id(&self, id: &NodeId) -> Option<Rc<CacheNode>> {
-        let member = self.members.iter().find(|member| member.id == *id)?;
+        let members = self.members.borrow();
+        let member = members.iter().find(|member| member.id == *id)?;
         member.slot.borrow().clone()
     }
 
@@ -226,28 +230,41 @@ impl DistCluster {
 
     /// The running node at `index` (0 is `n1`); `None` when out of range or killed.
     pub fn node(&self, index: usize) -> Option<Rc<CacheNode>> {
-        self.members.get(index)?.slot.borrow().clone()
+        self.members.borrow().get(index)?.slot.borrow().clone()
     }
 
     /// Every node's id, `n1` first.
     pub fn ids(&self) -> Vec<NodeId> {
-        self.members.iter().map(|member| member.id.clone()).collect()
+        self.members.borrow().iter().map(|member| member.id.clone()).collect()
     }
 
     /// The simulated node that runs `id`.
     pub fn sim_node(&self, id: &NodeId) -> Option<sim::NodeId> {
-        self.members.iter().find(|member| member.id == *id).map(|member| member.sim_node)
+        let members = self.members.borrow();
+        members.iter().find(|member| member.id == *id).map(|member| member.sim_node)
     }
 
     /// The address of `id`.
-    pub fn address(&self, id: &NodeId) -> Option<&str> {
-        self.members.iter().find(|member| member.id == *id).map(|member| member.address.as_str())
+    pub fn address(&self, id: &NodeId) -> Option<String> {
+        let members = self.members.borrow();
+        members.iter().find(|member| member.id == *id).map(|member| member.address.clone())
     }
 
-    /// The ring of every node the fixture started ([`DistCluster::add_node`] included):
-    /// the ring every live node converges to while none is declared dead.
-    pub fn ring(&self) -> &Ring {
-        &self.ring
+    /// The ring of every node the fixture started ([`DistCluster::add_node`] and
+    /// [`DistCluster::join_node`] included): the ring every live node converges to
+    /// while none is declared dead. Do not hold it across a join.
+    pub fn ring(&self) -> Ref<'_, Ring> {
+        self.ring.borrow()
+    }
+
+    /// How many nodes the cluster has (joined ones included).
+    pub fn len(&self) -> usize {
+        self.members.borrow().len()
+    }
+
+    /// Whether the cluster has no node (never: a fixture starts at least one).
+    pub fn is_empty(&self) -> bool {
+        self.members.borrow().is_empty()
     }
 
     /// The options every node runs with.
@@ -283,8 +300,30 @@ impl DistCluster {
     ///
     /// When the cluster already holds [`CLUSTER_NODES_MAX`] nodes, or when the
     /// simulation fails while the node starts.
-    pub fn add_node(&mut self, sim: &mut Sim) -> Result<NodeId, FixtureError> {
-        let index = self.members.len();
+    pub fn add_node(&self, sim: &mut Sim) -> Result<NodeId, FixtureError> {
+        let (id, slot) = self.start_node(sim)?;
+        // Only the new node: a killed one would never start.
+        let steps_start = sim.steps();
+        sim.run_until(|| slot.borrow().is_some()).map_err(FixtureError::Sim)?;
+        assert!(sim.steps() - steps_start < STARTUP_STEPS_MAX);
+        Ok(id)
+    }
+
+    /// Adds a cache node like [`DistCluster::add_node`], without running the
+    /// simulation: it starts when its init task first runs (until then
+    /// [`DistCluster::by_id`] has no node for it). For the nemesis, mid-run.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DistCluster::add_node`].
+    pub fn join_node(&self, sim: &Sim) -> Result<NodeId, FixtureError> {
+        self.start_node(sim).map(|(id, _)| id)
+    }
+
+    /// Builds the next node and its config, and adds it to the members, the ring and
+    /// every other member's config (a restarted member then knows it as a peer).
+    fn start_node(&self, sim: &Sim) -> Result<(NodeId, Slot), FixtureError> {
+        let index = self.members.borrow().len();
         if index >= CLUSTER_NODES_MAX {
             return Err(FixtureError::NodeCount { count: index + 1 });
         }
@@ -295,7 +334,8 @@ impl DistCluster {
         let sim_node = sim.node(name.clone()).init(init).try_build().map_err(FixtureError::Sim)?;
         let address = allocate_port(sim, sim_node).map_err(FixtureError::Port)?;
         let id = NodeId::new(&name).expect("n1…n64 are valid node ids");
-        let peers = self.members.iter().map(|peer| (peer.id.clone(), peer.address.clone()));
+        let mut members = self.members.borrow_mut();
+        let peers = members.iter().map(|peer| (peer.id.clone(), peer.address.clone()));
         self.configs.borrow_mut()[index] = Some(NodeConfig {
             id: id.clone(),
             address: address.clone(),
@@ -303,14 +343,13 @@ impl DistCluster {
             options: self.options.clone(),
             mutant: self.mutant,
         });
-        self.members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot) });
-        self.ring.rebuild(self.members.iter().map(|member| &member.id));
-        assert_eq!(self.configs.borrow().len(), self.members.len());
-        // Only the new node: a killed one would never start.
-        let steps_start = sim.steps();
-        sim.run_until(|| slot.borrow().is_some()).map_err(FixtureError::Sim)?;
-        assert!(sim.steps() - steps_start < STARTUP_STEPS_MAX);
-        Ok(id)
+        for config in self.configs.borrow_mut().iter_mut().take(index).flatten() {
+            config.peers.push((id.clone(), address.clone()));
+        }
+        members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot) });
+        self.ring.borrow_mut().rebuild(members.iter().map(|member| &member.id));
+        assert_eq!(self.configs.borrow().len(), members.len());
+        Ok((id, slot))
     }
 
     fn known_sim_node(&self, id: &NodeId) -> Result<sim::NodeId, FixtureError> {
@@ -320,7 +359,7 @@ impl DistCluster {
 
 impl Drop for DistCluster {
     fn drop(&mut self) {
-        for member in &self.members {
+        for member in self.members.borrow().iter() {
             if let Some(node) = member.slot.borrow_mut().take() {
                 node.stop();
             }
@@ -333,7 +372,12 @@ impl Drop for DistCluster {
 
 /// A key whose owners on `ring` are exactly `desired`, in order: plain native brute
 /// force over `prefix0`, `prefix1`, … up to `limit` candidates.
-pub fn find_owner_key(ring: &Ring, prefix: &str, desired: &[NodeId], limit: u64) -> Option<String> {
+pub fn find_owner_key(
+    ring: impl std::ops::Deref<Target = Ring>,
+    prefix: &str,
+    desired: &[NodeId],
+    limit: u64,
+) -> Option<String> {
     ring.find_key_with_owners(prefix, desired, limit)
 }
 

@@ -9,10 +9,18 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::time::Duration;
+
+use sim::net::{LatencyTail, LinkConfig};
 use sim::rand::{Ratio, RngExt, SimRng};
 
 /// Episodes one fault kind may have in a run.
 pub const EPISODES_PER_KIND_MAX: u64 = 4;
+/// Nodes that may join one run (each join adds a cache node for good).
+pub const JOINS_PER_RUN_MAX: usize = 2;
+/// The slowest a latency tail makes a message: well below the cache's 5 s RPC
+/// timeout, so that the tail slows requests without failing them.
+pub const TAIL_LATENCY_MS_MAX: u64 = 400;
 
 /// Which faults a run may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,14 +34,25 @@ pub enum Profile {
     /// Clock offsets and drift.
     Clock,
     /// Each seed draws which kinds are on and how hard (all of the above, plus loss,
-    /// duplication and latency spikes).
+    /// duplication, latency spikes, joins and drains).
     Swarm,
+    /// Swarm's faults, over 1,500 keys (so that merkle trees have many leaves).
+    Keys,
+    /// Membership changes: nodes join, drain (then leave and rejoin empty), and crash.
+    Membership,
 }
 
 impl Profile {
     /// Every profile, in a fixed order.
-    pub const ALL: [Profile; 5] =
-        [Profile::None, Profile::Partitions, Profile::Crashes, Profile::Clock, Profile::Swarm];
+    pub const ALL: [Profile; 7] = [
+        Profile::None,
+        Profile::Partitions,
+        Profile::Crashes,
+        Profile::Clock,
+        Profile::Swarm,
+        Profile::Keys,
+        Profile::Membership,
+    ];
 
     /// The profile's name, as the command line spells it.
     pub fn name(self) -> &'static str {
@@ -43,6 +62,8 @@ impl Profile {
             Profile::Crashes => "crashes",
             Profile::Clock => "clock",
             Profile::Swarm => "swarm",
+            Profile::Keys => "keys",
+            Profile::Membership => "membership",
         }
     }
 }
@@ -63,7 +84,7 @@ impl fmt::Display for ParseProfileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown profile {:?}: expected one of none, partitions, crashes, clock, swarm",
+            "unknown profile {:?}: expected one of none, partitions, crashes, clock, swarm, keys, membership",
             self.name
         )
     }
@@ -134,6 +155,15 @@ pub enum Fault {
         /// The drift in parts per million.
         drift_ppm: i32,
     },
+    /// A new cache node joins the running cluster at the start (it gets the next
+    /// index); the end undoes nothing: the node stays. At most [`JOINS_PER_RUN_MAX`].
+    Join,
+    /// The node drains at the start (refuses writes, still serves reads); at the end
+    /// it leaves and rejoins: killed and restarted, its memory lost.
+    Drain {
+        /// The node.
+        node: usize,
+    },
 }
 
 /// A fault and the interval it lasts, in virtual milliseconds from the run's start.
@@ -154,11 +184,51 @@ impl Episode {
     }
 }
 
+/// A latency tail on every link for the whole run: `ratio` of the messages take
+/// `latency_ms_min..=latency_ms_max` (at most [`TAIL_LATENCY_MS_MAX`]). It fails
+/// nothing, so it is no fault episode: a run with a tail and no episode is quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTail {
+    /// The share of messages slowed.
+    pub ratio: Ratio,
+    /// The least tail latency.
+    pub latency_ms_min: u64,
+    /// The greatest tail latency.
+    pub latency_ms_max: u64,
+}
+
+impl LinkTail {
+    /// The default link with this tail.
+    pub fn link(&self) -> LinkConfig {
+        let tail = LatencyTail {
+            ratio: self.ratio,
+            latency_min: Duration::from_millis(self.latency_ms_min),
+            latency_max: Duration::from_millis(self.latency_ms_max),
+        };
+        LinkConfig { tail: Some(tail), ..LinkConfig::DEFAULT }
+    }
+}
+
+impl fmt::Display for LinkTail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}..{}ms", self.ratio, self.latency_ms_min, self.latency_ms_max)
+    }
+}
+
 /// The faults of one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultPlan {
     /// The episodes, by start time.
     pub episodes: Vec<Episode>,
+    /// The latency tail of the whole run, if any (not an episode).
+    pub latency_tail: Option<LinkTail>,
+}
+
+impl FaultPlan {
+    /// How many nodes join during the run.
+    pub fn join_count(&self) -> usize {
+        self.episodes.iter().filter(|episode| episode.fault == Fault::Join).count()
+    }
 }
 
 fn node_name(index: usize) -> String {
@@ -188,12 +258,19 @@ impl fmt::Display for Fault {
             Fault::ClockSkew { node, offset_ms, drift_ppm } => {
                 write!(f, "clock {} offset {offset_ms}ms drift {drift_ppm}ppm", node_name(*node))
             }
+            Fault::Join => write!(f, "join (a new node)"),
+            Fault::Drain { node } => {
+                write!(f, "drain {} (then leaves and rejoins, memory lost)", node_name(*node))
+            }
         }
     }
 }
 
 impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(tail) = &self.latency_tail {
+            writeln!(f, "  latency tail (whole run): {tail}")?;
+        }
         if self.episodes.is_empty() {
             return writeln!(f, "  (no faults)");
         }
@@ -223,6 +300,8 @@ enum Kind {
     Crash,
     Pause,
     Clock,
+    Join,
+    Drain,
 }
 
 impl Profile {
@@ -232,7 +311,7 @@ impl Profile {
             Profile::Partitions => &[Kind::Partition],
             Profile::Crashes => &[Kind::Crash, Kind::Pause],
             Profile::Clock => &[Kind::Clock],
-            Profile::Swarm => &[
+            Profile::Swarm | Profile::Keys => &[
                 Kind::Partition,
                 Kind::Loss,
                 Kind::Duplicate,
@@ -240,8 +319,16 @@ impl Profile {
                 Kind::Crash,
                 Kind::Pause,
                 Kind::Clock,
+                Kind::Join,
+                Kind::Drain,
             ],
+            Profile::Membership => &[Kind::Join, Kind::Drain, Kind::Crash],
         }
+    }
+
+    /// Whether each kind is on for only some seeds (swarm testing).
+    fn is_swarm(self) -> bool {
+        matches!(self, Profile::Swarm | Profile::Keys)
     }
 }
 
@@ -258,10 +345,13 @@ impl FaultPlan {
         let mut episodes = Vec::new();
         for &kind in profile.kinds() {
             // Swarm: each kind is on for about half the seeds; named profiles keep theirs.
-            if profile == Profile::Swarm && !rng.chance(Ratio::new(1, 2)) {
+            if profile.is_swarm() && !rng.chance(Ratio::new(1, 2)) {
                 continue;
             }
-            let count = 1 + rng.below(EPISODES_PER_KIND_MAX);
+            let count = match kind {
+                Kind::Join => 1 + rng.below(JOINS_PER_RUN_MAX as u64),
+                _ => 1 + rng.below(EPISODES_PER_KIND_MAX),
+            };
             // Episodes of one kind follow each other, so that undoing one never undoes
             // another of the same kind.
             let slot_ms = phase_ms / count;
@@ -274,8 +364,23 @@ impl FaultPlan {
             }
         }
         episodes.sort_by_key(|episode| episode.start_ms);
-        FaultPlan { episodes }
+        // Drawn last, so that it leaves the episodes' draws as they were.
+        let latency_tail = draw_tail(rng);
+        FaultPlan { episodes, latency_tail }
     }
+}
+
+/// Half the seeds of every profile get a latency tail: 1–10 % of the messages take
+/// 20–400 ms, so that quorum reads meet lagging replicas even without faults.
+fn draw_tail(rng: &mut SimRng) -> Option<LinkTail> {
+    if !rng.chance(Ratio::new(1, 2)) {
+        return None;
+    }
+    let ratio = Ratio::new(1 + rng.below(10), 100);
+    let latency_ms_min = 20 + rng.below(100);
+    let latency_ms_max = latency_ms_min + rng.below(TAIL_LATENCY_MS_MAX - latency_ms_min + 1);
+    assert!(latency_ms_max <= TAIL_LATENCY_MS_MAX);
+    Some(LinkTail { ratio, latency_ms_min, latency_ms_max })
 }
 
 fn draw_fault(kind: Kind, rng: &mut SimRng, node_count: usize) -> Fault {
@@ -293,6 +398,8 @@ fn draw_fault(kind: Kind, rng: &mut SimRng, node_count: usize) -> Fault {
             let drift_ppm = rng.below(20_001) as i32 - 10_000;
             Fault::ClockSkew { node, offset_ms, drift_ppm }
         }
+        Kind::Join => Fault::Join,
+        Kind::Drain => Fault::Drain { node: rng.below(nodes) as usize },
     }
 }
 
@@ -373,5 +480,31 @@ mod tests {
         }
         let error = "chaos".parse::<Profile>().unwrap_err().to_string();
         assert!(error.contains("expected one of none, partitions"), "{error}");
+        assert_eq!("keys".parse::<Profile>(), Ok(Profile::Keys));
+        assert_eq!("membership".parse::<Profile>(), Ok(Profile::Membership));
+    }
+
+    #[test]
+    fn membership_plans_cap_joins_and_every_profile_may_have_a_tail() {
+        let mut tails = 0;
+        for seed in 0..100 {
+            let mut rng = SimRng::forked(seed, "faults");
+            let plan = FaultPlan::draw(Profile::Membership, &mut rng, 5, 20_000);
+            assert!(plan.join_count() >= 1 && plan.join_count() <= JOINS_PER_RUN_MAX);
+            assert!(plan.episodes.iter().all(|e| matches!(
+                e.fault,
+                Fault::Join | Fault::Drain { .. } | Fault::Crash { .. }
+            )));
+            let plan = FaultPlan::draw(Profile::None, &mut rng, 5, 20_000);
+            assert!(plan.episodes.is_empty());
+            if let Some(tail) = plan.latency_tail {
+                tails += 1;
+                assert!(tail.latency_ms_min <= tail.latency_ms_max);
+                assert!(tail.latency_ms_max <= TAIL_LATENCY_MS_MAX);
+            }
+            let plan = FaultPlan::draw(Profile::Keys, &mut SimRng::forked(seed, "f"), 5, 20_000);
+            assert!(plan.join_count() <= JOINS_PER_RUN_MAX);
+        }
+        assert!(tails > 20 && tails < 80, "{tails} tails in 100 seeds");
     }
 }

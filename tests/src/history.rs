@@ -10,13 +10,22 @@ use cache::{Consistency, NodeId, Version};
 pub enum OpKind {
     /// Set the key to a value unique to this operation.
     Set {
-        /// The value written.
+        /// The value written (unique per set: `c{client}-{seq}`, maybe padded with `.`).
         value: String,
+        /// The time to live the set asked for, in milliseconds; `None` for ever. The
+        /// coordinator turns it into an absolute expiry on its own wall clock.
+        ttl_ms: Option<u64>,
     },
     /// Read the key.
     Get,
     /// Remove the key.
     Remove,
+    /// List the cluster's live keys matching `pattern` (empty: every key; a glob with
+    /// `*`, `?` or `[`; else a literal prefix). The op's `key` is the pattern too.
+    ListKeys {
+        /// The pattern.
+        pattern: String,
+    },
 }
 
 /// How an operation ended.
@@ -31,7 +40,18 @@ pub enum Outcome {
         /// The value read.
         value: Option<String>,
     },
-    /// Failed with an error the cache returned.
+    /// A key listing's answer.
+    Keys {
+        /// The keys listed, sorted and deduplicated.
+        keys: Vec<String>,
+        /// The members that did not answer (fully): keys they hold may be missing.
+        partial: Vec<NodeId>,
+        /// More keys may match than were listed (the request's `max`, or a member's
+        /// own limit).
+        truncated: bool,
+    },
+    /// Failed with an error the cache returned, or the node was unreachable (the
+    /// request was then never delivered, unless the text says otherwise).
     Failed(String),
     /// No answer in time: it may or may not have taken effect.
     Unknown,
@@ -50,7 +70,8 @@ pub struct Op {
     pub key: String,
     /// What was asked.
     pub kind: OpKind,
-    /// The consistency level it ran at (the cluster's read or write level).
+    /// The consistency level the request carried (drawn per operation; a key listing
+    /// records QUORUM but the cache lists from every member it can reach).
     pub consistency: Consistency,
     /// Virtual time of the request, in nanoseconds.
     pub invoke_ns: u64,
@@ -66,8 +87,38 @@ pub struct Op {
 impl Op {
     /// Whether it is a set or a remove.
     pub fn is_write(&self) -> bool {
-        !matches!(self.kind, OpKind::Get)
+        matches!(self.kind, OpKind::Set { .. } | OpKind::Remove)
     }
+
+    /// Whether it is a get (a read of one key; key listings are not).
+    pub fn is_read(&self) -> bool {
+        matches!(self.kind, OpKind::Get)
+    }
+
+    /// Whether it is a key listing.
+    pub fn is_list(&self) -> bool {
+        matches!(self.kind, OpKind::ListKeys { .. })
+    }
+
+    /// A set's time to live in milliseconds, if it had one.
+    pub fn ttl_ms(&self) -> Option<u64> {
+        match self.kind {
+            OpKind::Set { ttl_ms, .. } => ttl_ms,
+            _ => None,
+        }
+    }
+}
+
+/// Values longer than this print abbreviated (padded values reach 64 KiB).
+const VALUE_SHOWN_MAX: usize = 24;
+
+/// A value for a message: its unique head (`c{client}-{seq}`) and its length.
+fn shown(value: &str) -> String {
+    if value.len() <= VALUE_SHOWN_MAX {
+        return value.to_string();
+    }
+    let head: String = value.chars().take(VALUE_SHOWN_MAX).collect();
+    format!("{head}…({} bytes)", value.len())
 }
 
 fn seconds(ns: u64) -> String {
@@ -77,9 +128,13 @@ fn seconds(ns: u64) -> String {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match &self.kind {
-            OpKind::Set { value } => format!("set {}={value}", self.key),
+            OpKind::Set { value, ttl_ms: None } => format!("set {}={}", self.key, shown(value)),
+            OpKind::Set { value, ttl_ms: Some(ttl) } => {
+                format!("set {}={} ttl {ttl}ms", self.key, shown(value))
+            }
             OpKind::Get => format!("get {}", self.key),
             OpKind::Remove => format!("remove {}", self.key),
+            OpKind::ListKeys { pattern } => format!("list {pattern:?}"),
         };
         let done = self.complete_ns.map_or_else(|| "…".to_string(), seconds);
         write!(
@@ -96,10 +151,18 @@ impl fmt::Display for Op {
             Outcome::Pending => write!(f, "pending"),
             Outcome::Ok { version: None, .. } => write!(f, "ok (none)"),
             Outcome::Ok { version: Some(version), value: Some(value) } => {
-                write!(f, "ok {value} @{}:{}", version.counter, version.origin)
+                write!(f, "ok {} @{}:{}", shown(value), version.counter, version.origin)
             }
             Outcome::Ok { version: Some(version), value: None } => {
                 write!(f, "ok @{}:{}", version.counter, version.origin)
+            }
+            Outcome::Keys { keys, partial, truncated } => {
+                write!(f, "keys [{}]", keys.join(","))?;
+                if !partial.is_empty() {
+                    let missing: Vec<&str> = partial.iter().map(NodeId::as_str).collect();
+                    write!(f, " partial (missing {})", missing.join(","))?;
+                }
+                if *truncated { write!(f, " truncated") } else { Ok(()) }
             }
             Outcome::Failed(error) => write!(f, "failed: {error}"),
             Outcome::Unknown => write!(f, "unknown (timeout)"),
@@ -107,7 +170,8 @@ impl fmt::Display for Op {
     }
 }
 
-/// A node losing its memory (a kill) at a virtual time.
+/// A node losing its memory at a virtual time: a crash, or the end of a drain (the
+/// node leaves and rejoins empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryLoss {
     /// The node.
@@ -123,6 +187,8 @@ pub struct History {
     pub ops: Vec<Op>,
     /// The kills, in time order.
     pub memory_losses: Vec<MemoryLoss>,
+    /// Nodes that joined the running cluster, with when (virtual nanoseconds).
+    pub joins: Vec<(NodeId, u64)>,
 }
 
 impl History {

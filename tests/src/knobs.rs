@@ -160,6 +160,7 @@ impl Knobs {
             .merkle_sync_interval_ms(off(RepairPath::AntiEntropy, self.merkle_sync_interval_ms))
             .merkle_chunk_size(self.merkle_chunk_size)
             .merkle_backoff_factor_max(self.merkle_backoff_factor_max)
+            .read_repair(self.runs(RepairPath::ReadRepair))
     }
 }
 

@@ -50,7 +50,8 @@ pub use crate::cluster::{
 };
 pub use crate::corpus::{CorpusEntry, CorpusError, parse_corpus};
 pub use crate::faults::{
-    EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, ParseProfileError, Profile,
+    EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, JOINS_PER_RUN_MAX, LinkTail,
+    ParseProfileError, Profile, TAIL_LATENCY_MS_MAX,
 };
 pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
 pub use crate::knobs::{Knobs, RepairPath};
@@ -60,4 +61,4 @@ pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
 pub use crate::quiet::{QuietWindows, SETTLE, Window};
 pub use crate::run::{Liveness, RunConfig, RunReport, Verdict, run};
 pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
-pub use crate::workload::WorkloadConfig;
+pub use crate::workload::{VALUE_PAD_MAX, WORKLOAD_KEYS_MAX, WorkloadConfig};

@@ -11,7 +11,13 @@
 //! episode 475 3283 duplicate 8/100
 //! episode 4183 11268 pause n2
 //! episode 1000 2000 partition n1,n2 | n3,n4,n5
+//! episode 6000 3000 join
+//! episode 7000 4000 drain n4
+//! latency-tail 3/100 40 250
 //! ```
+//!
+//! The workload is the profile's ([`WorkloadConfig::for_profile`]), with `clients`
+//! overriding its client count.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -19,8 +25,11 @@ use std::time::Duration;
 
 use sim::rand::Ratio;
 
-use crate::faults::{Episode, Fault, FaultPlan, Profile};
+use crate::faults::{
+    Episode, Fault, FaultPlan, JOINS_PER_RUN_MAX, LinkTail, Profile, TAIL_LATENCY_MS_MAX,
+};
 use crate::run::RunConfig;
+use crate::workload::WorkloadConfig;
 
 /// A malformed plan file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +73,8 @@ fn fault_text(fault: &Fault) -> String {
         Fault::ClockSkew { node, offset_ms, drift_ppm } => {
             format!("clock {} {offset_ms} {drift_ppm}", node_text(*node))
         }
+        Fault::Join => "join".to_string(),
+        Fault::Drain { node } => format!("drain {}", node_text(*node)),
     }
 }
 
@@ -87,6 +98,10 @@ pub fn write_plan_file(config: &RunConfig, plan: &FaultPlan, comment: &str) -> S
             fault_text(&episode.fault)
         );
     }
+    if let Some(tail) = &plan.latency_tail {
+        let (min, max) = (tail.latency_ms_min, tail.latency_ms_max);
+        let _ = writeln!(text, "latency-tail {} {min} {max}", tail.ratio);
+    }
     text
 }
 
@@ -99,6 +114,7 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
     let mut config = RunConfig::new(0, Profile::Swarm);
     let mut plan = FaultPlan::default();
     let mut seed_seen = false;
+    let mut clients = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let content = raw.split('#').next().unwrap_or("").trim();
@@ -122,17 +138,18 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
                     .map_err(|e: crate::faults::ParseProfileError| error(e.to_string()))?
             }
             "clients" => {
-                config.workload.clients =
-                    usize::try_from(number("client count")?).unwrap_or(usize::MAX).max(1)
+                clients =
+                    Some(usize::try_from(number("client count")?).unwrap_or(usize::MAX).max(1))
             }
             "fault-seconds" => {
                 config.fault_phase = Duration::from_secs(number("fault-seconds")?.max(1))
             }
             "quiet-seconds" => config.quiet = Duration::from_secs(number("quiet-seconds")?),
             "episode" => plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?),
+            "latency-tail" => plan.latency_tail = Some(parse_tail(rest).map_err(error)?),
             other => {
                 return Err(error(format!(
-                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds or episode"
+                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds, episode or latency-tail"
                 )));
             }
         }
@@ -143,6 +160,8 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
             problem: "no `seed N` line".to_string(),
         });
     }
+    config.workload = WorkloadConfig::for_profile(config.profile);
+    config.workload.clients = clients.unwrap_or(config.workload.clients);
     plan.episodes.sort_by_key(|episode| episode.start_ms);
     check_plan(&plan, &config).map_err(|problem| PlanFileError { line: 0, problem })?;
     config.plan = Some(plan);
@@ -182,6 +201,12 @@ fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), String> {
             _ => {}
         }
     }
+    if plan.join_count() > JOINS_PER_RUN_MAX {
+        return Err(format!(
+            "{} join episodes: at most {JOINS_PER_RUN_MAX} per run",
+            plan.join_count()
+        ));
+    }
     let kind = |fault: &Fault| match fault {
         Fault::Partition { .. } | Fault::PartitionOneway { .. } => Some("partition"),
         Fault::Loss { .. } => Some("loss"),
@@ -202,6 +227,24 @@ fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn parse_tail(text: &str) -> Result<LinkTail, String> {
+    let expected =
+        "expected `latency-tail RATIO MIN_MS MAX_MS`, for example `latency-tail 3/100 40 250`";
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [ratio, min, max] = &words[..] else {
+        return Err(format!("invalid latency tail {text:?}: {expected}"));
+    };
+    let ratio = ratio.parse::<Ratio>().map_err(|e| format!("{e}: {expected}"))?;
+    let min: u64 = min.parse().map_err(|_| format!("invalid latency {min:?}: {expected}"))?;
+    let max: u64 = max.parse().map_err(|_| format!("invalid latency {max:?}: {expected}"))?;
+    if min > max || max > TAIL_LATENCY_MS_MAX {
+        return Err(format!(
+            "latency tail {min}..{max} ms is out of range: expected MIN <= MAX <= {TAIL_LATENCY_MS_MAX}"
+        ));
+    }
+    Ok(LinkTail { ratio, latency_ms_min: min, latency_ms_max: max })
 }
 
 fn parse_episode(text: &str, node_count: usize) -> Result<Episode, String> {
@@ -251,6 +294,8 @@ fn parse_fault(kind: &str, args: &[&str], node_count: usize) -> Result<Fault, St
         },
         ("crash", [node]) => Fault::Crash { node: parse_node(node, node_count)? },
         ("pause", [node]) => Fault::Pause { node: parse_node(node, node_count)? },
+        ("join", []) => Fault::Join,
+        ("drain", [node]) => Fault::Drain { node: parse_node(node, node_count)? },
         ("clock", [node, offset, drift]) => Fault::ClockSkew {
             node: parse_node(node, node_count)?,
             offset_ms: number(offset)?,
@@ -259,7 +304,7 @@ fn parse_fault(kind: &str, args: &[&str], node_count: usize) -> Result<Fault, St
         },
         _ => {
             return Err(format!(
-                "invalid fault `{kind} {}`: expected partition A,B | C,D; partition-oneway FROM TO; loss N/D; duplicate N/D; latency MS; crash NODE; pause NODE; clock NODE OFFSET_MS DRIFT_PPM",
+                "invalid fault `{kind} {}`: expected partition A,B | C,D; partition-oneway FROM TO; loss N/D; duplicate N/D; latency MS; crash NODE; pause NODE; clock NODE OFFSET_MS DRIFT_PPM; join; drain NODE",
                 args.join(" ")
             ));
         }
@@ -284,6 +329,29 @@ mod tests {
             assert_eq!(parsed.workload.clients, 2);
             assert_eq!(parsed.plan.as_ref(), Some(&plan), "{text}");
         }
+    }
+
+    #[test]
+    fn membership_plans_and_tails_round_trip() {
+        for profile in [Profile::Membership, Profile::Keys, Profile::None] {
+            for seed in 0..30 {
+                let config = RunConfig::new(seed, profile);
+                let plan = FaultPlan::draw(profile, &mut SimRng::forked(seed, "faults"), 5, 20_000);
+                let text = write_plan_file(&config, &plan, "");
+                let parsed = parse_plan_file(&text).unwrap();
+                assert_eq!(parsed.plan.as_ref(), Some(&plan), "{text}");
+                assert_eq!(parsed.profile, profile);
+                let mut expected = WorkloadConfig::for_profile(profile);
+                expected.clients = config.workload.clients;
+                assert_eq!(parsed.workload, expected);
+            }
+        }
+        let three_joins = "seed 1\nepisode 1 1 join\nepisode 2 1 join\nepisode 3 1 join\n";
+        assert!(parse_plan_file(three_joins).unwrap_err().problem.contains("at most 2"));
+        let error = parse_plan_file("seed 1\nlatency-tail 1/10 50 900\n").unwrap_err();
+        assert!(error.problem.contains("out of range"), "{error}");
+        let error = parse_plan_file("seed 1\nepisode 1 1 drain\n").unwrap_err();
+        assert!(error.problem.contains("drain NODE"), "{error}");
     }
 
     #[test]

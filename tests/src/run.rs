@@ -123,7 +123,7 @@ impl RunConfig {
             profile,
             nodes: 5,
             replication: 3,
-            workload: WorkloadConfig::default(),
+            workload: WorkloadConfig::for_profile(profile),
             fault_phase: Duration::from_secs(20),
             quiet: Duration::from_secs(40),
             plan: None,

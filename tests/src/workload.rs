@@ -1,6 +1,9 @@
 //! The workload: several clients, each on its own simulated node, issue random set,
-//! get and remove requests over a small key space (hot keys collide) to random cache
-//! nodes, through the network like real clients. Every request goes into the history.
+//! get, remove and key-listing requests (each at its own consistency level, some sets
+//! with a TTL) over a key space with hot keys, to cache nodes, through the network like
+//! real clients. Now and then several clients hit one key at the same instant (a
+//! burst). A client that gets no answer, or an unreachable node, avoids that node for
+//! a while and sends its next requests elsewhere. Every request goes into the history.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -13,42 +16,134 @@ use sim::net::{Addr, RpcClient, RpcError};
 use sim::rand::Ratio;
 
 use crate::cluster::DistCluster;
+use crate::faults::Profile;
 use crate::history::{History, OpKind, Outcome};
+
+/// The harness's cap on a value's padding: far below `cache::VALUE_LEN_MAX` (16 MiB),
+/// so that a run's memory stays small while large values still cross the network.
+pub const VALUE_PAD_MAX: usize = 64 << 10;
+/// Keys a workload may have (the `keys` profile uses 1,500).
+pub const WORKLOAD_KEYS_MAX: usize = 100_000;
+/// Nodes one client avoids at once (more than a cluster has is never needed).
+const AVOIDED_MAX: usize = crate::cluster::CLUSTER_NODES_MAX;
+/// The key patterns a listing draws from (the workload's keys are `k0`, `k1`, …): all
+/// keys, globs and literal prefixes.
+const LIST_PATTERNS: [&str; 7] = ["", "k1*", "k?", "k1", "k[0-3]*", "k2?", "k*9"];
+/// A listing's `max` when it asks for a limit (else 0: no limit).
+const LIST_MAX: usize = 10;
 
 /// The shape of the workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadConfig {
     /// Client nodes.
     pub clients: usize,
-    /// Keys in the key space; the first two are hot (three requests in four), the rest
-    /// keep appearing for the first time throughout a run.
+    /// Keys in the key space (`k0` … `k{keys-1}`); the cold ones keep appearing for the
+    /// first time throughout a run.
     pub keys: usize,
+    /// The first `hot_keys` keys are hot: they take `hot_share` of the requests, so
+    /// that clients collide and reads follow writes.
+    pub hot_keys: usize,
+    /// The share of requests that go to the hot keys.
+    pub hot_share: Ratio,
     /// The longest pause between a client's requests.
     pub think_ms_max: u64,
-    /// How long a client waits for an answer before recording the outcome unknown.
-    pub request_timeout: Duration,
+    /// How long a client waits for an answer, drawn per request between this and
+    /// `request_timeout_max`; then it records the outcome unknown.
+    pub request_timeout_min: Duration,
+    /// See `request_timeout_min`.
+    pub request_timeout_max: Duration,
+    /// How long a client avoids a node after a timeout or an unreachable error.
+    pub avoid_ms: u64,
+    /// The share of sets that carry a TTL, drawn from `ttl_ms_min..=ttl_ms_max`.
+    pub ttl_share: Ratio,
+    /// The shortest TTL.
+    pub ttl_ms_min: u64,
+    /// The longest TTL.
+    pub ttl_ms_max: u64,
+    /// The share of requests that list keys.
+    pub list_share: Ratio,
+    /// The share of requests that start a burst: every client that sees it pending
+    /// sends a request on the same key at the same instant.
+    pub burst_share: Ratio,
+    /// The share of sets padded to 1–4 KiB; a tenth of these are padded to up to
+    /// [`VALUE_PAD_MAX`] instead.
+    pub large_value_share: Ratio,
 }
 
 impl Default for WorkloadConfig {
+    /// The default workload (every profile but `keys`): 5 clients over 64 keys.
     fn default() -> WorkloadConfig {
         WorkloadConfig {
-            clients: 3,
-            keys: 32,
+            clients: 5,
+            keys: 64,
+            hot_keys: 2,
+            hot_share: Ratio::new(3, 4),
             think_ms_max: 200,
-            request_timeout: Duration::from_secs(12),
+            // Below the cache's 5 s RPC timeout: a slow coordinator's answer is then
+            // unknown, and the client moves on to another node.
+            request_timeout_min: Duration::from_millis(1_500),
+            request_timeout_max: Duration::from_millis(3_000),
+            avoid_ms: 3_000,
+            ttl_share: Ratio::new(1, 5),
+            ttl_ms_min: 200,
+            ttl_ms_max: 10_000,
+            list_share: Ratio::new(1, 25),
+            burst_share: Ratio::new(1, 30),
+            large_value_share: Ratio::new(1, 10),
         }
     }
+}
+
+impl WorkloadConfig {
+    /// The workload of a profile: `keys` spreads 1,500 keys (so that merkle trees have
+    /// many leaves) with a smaller hot share; every other profile has the default.
+    pub fn for_profile(profile: Profile) -> WorkloadConfig {
+        match profile {
+            Profile::Keys => WorkloadConfig {
+                clients: 6,
+                keys: 1_500,
+                hot_keys: 4,
+                hot_share: Ratio::new(1, 4),
+                ..WorkloadConfig::default()
+            },
+            _ => WorkloadConfig::default(),
+        }
+    }
+}
+
+/// A burst: clients that see it pending send a request on `key` at `at_ns`.
+#[derive(Clone, Debug)]
+struct Burst {
+    key: String,
+    at_ns: u64,
 }
 
 /// What every client shares.
 struct Shared {
     cluster: Rc<DistCluster>,
-    targets: Vec<(NodeId, Addr)>,
+    handle: sim::Handle,
+    /// The cluster's nodes and addresses, refreshed when nodes join.
+    targets: RefCell<Vec<(NodeId, Addr)>>,
     history: Rc<RefCell<History>>,
     stop: Rc<Cell<bool>>,
     config: WorkloadConfig,
-    read_consistency: Consistency,
-    write_consistency: Consistency,
+    burst: RefCell<Option<Burst>>,
+}
+
+impl Shared {
+    /// The targets, after adding any node that joined since the last call.
+    fn targets(&self) -> Vec<(NodeId, Addr)> {
+        let ids = self.cluster.ids();
+        if ids.len() != self.targets.borrow().len() {
+            let targets = ids.into_iter().map(|id| {
+                let address = self.cluster.address(&id).expect("cluster nodes have addresses");
+                let addr = cache::parse_address(&self.handle, &address).expect("addresses parse");
+                (id, addr)
+            });
+            *self.targets.borrow_mut() = targets.collect();
+        }
+        self.targets.borrow().clone()
+    }
 }
 
 /// Starts the clients; they run until `stop` is set, then finish their request.
@@ -63,25 +158,18 @@ pub(crate) fn start_clients(
     stop: &Rc<Cell<bool>>,
     config: &WorkloadConfig,
 ) -> Result<(), String> {
-    let handle = sim.handle();
-    let targets = cluster
-        .ids()
-        .into_iter()
-        .map(|id| {
-            let address = cluster.address(&id).expect("cluster nodes have addresses");
-            let addr = cache::parse_address(&handle, address).expect("cluster addresses parse");
-            (id, addr)
-        })
-        .collect();
-    let options = cluster.options();
+    assert!(config.keys >= 1 && config.keys <= WORKLOAD_KEYS_MAX, "{} keys", config.keys);
+    assert!(config.hot_keys <= config.keys);
+    assert!(config.request_timeout_min <= config.request_timeout_max);
+    assert!(config.ttl_ms_min >= 1 && config.ttl_ms_min <= config.ttl_ms_max);
     let shared = Rc::new(Shared {
         cluster: Rc::clone(cluster),
-        targets,
+        handle: sim.handle(),
+        targets: RefCell::new(Vec::new()),
         history: Rc::clone(history),
         stop: Rc::clone(stop),
         config: config.clone(),
-        read_consistency: options.read_consistency(),
-        write_consistency: options.write_consistency(),
+        burst: RefCell::new(None),
     });
     for client in 0..config.clients {
         let node = sim.node(format!("c{}", client + 1)).try_build().map_err(|e| e.to_string())?;
@@ -91,52 +179,111 @@ pub(crate) fn start_clients(
     Ok(())
 }
 
-async fn client_loop(client: usize, shared: Rc<Shared>) {
+/// One client's state between requests.
+struct Client {
+    index: usize,
+    sequence: u64,
+    /// Nodes to avoid, each until a virtual time in nanoseconds.
+    avoided: Vec<(NodeId, u64)>,
+    /// The burst this client joined last, by its time (a client joins a burst once).
+    last_burst_ns: u64,
+}
+
+async fn client_loop(index: usize, shared: Rc<Shared>) {
     let rpc = RpcClient::<PeerRequest, PeerResponse>::bind(0)
         .expect("a fresh client node has free ports");
-    let mut sequence = 0u64;
+    let mut client = Client { index, sequence: 0, avoided: Vec::new(), last_burst_ns: 0 };
     while !shared.stop.get() {
         let think = Duration::from_millis(sim::rand::range(0..shared.config.think_ms_max + 1));
         sim::time::sleep(think).await;
         if shared.stop.get() {
             break;
         }
-        sequence += 1;
-        request_once(client, sequence, &shared, &rpc).await;
+        let key = match join_or_start_burst(&mut client, &shared) {
+            Some(burst) => {
+                let now_ns = sim::time::Instant::now().as_nanos();
+                sim::time::sleep(Duration::from_nanos(burst.at_ns.saturating_sub(now_ns))).await;
+                Some(burst.key)
+            }
+            None => None,
+        };
+        client.sequence += 1;
+        request_once(&mut client, key, &shared, &rpc).await;
+    }
+}
+
+/// Joins a pending burst this client has not joined yet, or starts one now and then
+/// (timed after every client's longest think, so that the others can see it first).
+fn join_or_start_burst(client: &mut Client, shared: &Shared) -> Option<Burst> {
+    let now_ns = sim::time::Instant::now().as_nanos();
+    let pending = shared.burst.borrow().clone().filter(|burst| burst.at_ns > now_ns);
+    let burst = match pending {
+        Some(burst) if burst.at_ns != client.last_burst_ns => burst,
+        Some(_) => return None,
+        None if shared.config.clients >= 2 && sim::rand::chance(shared.config.burst_share) => {
+            let delay_ms = shared.config.think_ms_max + 1 + sim::rand::range(0..50);
+            let key = pick_key(&shared.config);
+            let burst = Burst { key, at_ns: now_ns + delay_ms * 1_000_000 };
+            *shared.burst.borrow_mut() = Some(burst.clone());
+            burst
+        }
+        None => return None,
+    };
+    client.last_burst_ns = burst.at_ns;
+    Some(burst)
+}
+
+/// A non-avoided node (any node when every one is avoided).
+fn pick_target(client: &mut Client, shared: &Shared) -> (NodeId, Addr) {
+    let now_ns = sim::time::Instant::now().as_nanos();
+    client.avoided.retain(|(_, until_ns)| *until_ns > now_ns);
+    let targets = shared.targets();
+    let open: Vec<&(NodeId, Addr)> = targets
+        .iter()
+        .filter(|(id, _)| !client.avoided.iter().any(|(avoided, _)| avoided == id))
+        .collect();
+    match sim::rand::choose(&open) {
+        Some(target) => (*target).clone(),
+        None => sim::rand::choose(&targets).expect("a cluster has nodes").clone(),
+    }
+}
+
+/// The consistency level of one request: QUORUM most often.
+fn pick_consistency() -> Consistency {
+    match sim::rand::range(0..4) {
+        0 => Consistency::One,
+        1 => Consistency::All,
+        _ => Consistency::Quorum,
     }
 }
 
 async fn request_once(
-    client: usize,
-    sequence: u64,
+    client: &mut Client,
+    burst_key: Option<String>,
     shared: &Shared,
     rpc: &RpcClient<PeerRequest, PeerResponse>,
 ) {
-    let (target, addr) = sim::rand::choose(&shared.targets).expect("a cluster has nodes").clone();
-    let key = pick_key(shared.config.keys);
-    let (kind, request, consistency) = match sim::rand::range(0..20) {
-        0..9 => {
-            let value = format!("c{}-{sequence}", client + 1);
-            let request = ClientRequest::Set {
-                key: key.clone(),
-                value: Bytes::from(value.clone()),
-                ttl: None,
-            };
-            (OpKind::Set { value }, request, shared.write_consistency)
-        }
-        9..18 => (OpKind::Get, ClientRequest::Get { key: key.clone() }, shared.read_consistency),
-        _ => (OpKind::Remove, ClientRequest::Remove { key: key.clone() }, shared.write_consistency),
+    let (target, addr) = pick_target(client, shared);
+    // A burst is mostly writes, so that concurrent writers meet on one key.
+    let in_burst = burst_key.is_some();
+    let key = burst_key.unwrap_or_else(|| pick_key(&shared.config));
+    let (kind, request, consistency) = draw_request(client, &shared.config, &key, in_burst);
+    let key = match &kind {
+        OpKind::ListKeys { pattern } => pattern.clone(),
+        _ => key,
     };
     let invoke_ns = sim::time::Instant::now().as_nanos();
     let index = shared.history.borrow_mut().invoke(
-        client,
-        target,
+        client.index,
+        target.clone(),
         key.clone(),
         kind,
         consistency,
         invoke_ns,
     );
-    let answer = rpc.call(addr, PeerRequest::Client(request), shared.config.request_timeout).await;
+    let timeout = request_timeout(&shared.config);
+    let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
+    let avoid = should_avoid(&answer);
     let outcome = outcome_of(answer);
     let holders = match &outcome {
         Outcome::Ok { version: Some(version), value: None } => {
@@ -146,18 +293,97 @@ async fn request_once(
     };
     let complete_ns = sim::time::Instant::now().as_nanos();
     shared.history.borrow_mut().complete(index, complete_ns, outcome, holders);
+    if avoid && client.avoided.len() < AVOIDED_MAX {
+        client.avoided.push((target, complete_ns + shared.config.avoid_ms * 1_000_000));
+    }
 }
 
-/// Three requests in four go to the two hot keys, so that clients collide and reads
-/// follow writes; the rest spread over the cold keys, which keep appearing for the
-/// first time throughout the run.
-fn pick_key(keys: usize) -> String {
-    let index = if sim::rand::chance(Ratio::new(3, 4)) {
-        sim::rand::range(0..keys.min(2) as u64)
+fn request_timeout(config: &WorkloadConfig) -> Duration {
+    let min = u64::try_from(config.request_timeout_min.as_millis()).unwrap_or(u64::MAX);
+    let max = u64::try_from(config.request_timeout_max.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(sim::rand::range(min..max + 1))
+}
+
+/// The op (as recorded), the request and its level: sets 9 in 20, gets 8, removes 2,
+/// and `list_share` of all requests list keys (never in a burst).
+fn draw_request(
+    client: &Client,
+    config: &WorkloadConfig,
+    key: &str,
+    in_burst: bool,
+) -> (OpKind, ClientRequest, Consistency) {
+    if !in_burst && sim::rand::chance(config.list_share) {
+        let pattern = sim::rand::choose(&LIST_PATTERNS).expect("patterns").to_string();
+        let max = if sim::rand::chance(Ratio::new(1, 4)) { LIST_MAX } else { 0 };
+        let request = ClientRequest::ListKeys { pattern: pattern.clone(), max };
+        // Listing takes no level: recorded as ONE, the level that promises nothing.
+        return (OpKind::ListKeys { pattern }, request, Consistency::One);
+    }
+    let consistency = pick_consistency();
+    let key = key.to_string();
+    let roll = if in_burst { sim::rand::range(0..12) } else { sim::rand::range(0..19) };
+    match roll {
+        0..9 => {
+            let value = draw_value(client, config);
+            let ttl_ms = sim::rand::chance(config.ttl_share)
+                .then(|| sim::rand::range(config.ttl_ms_min..config.ttl_ms_max + 1));
+            let request = ClientRequest::Set {
+                key,
+                value: Bytes::from(value.clone()),
+                ttl: ttl_ms.map(Duration::from_millis),
+                consistency: Some(consistency),
+            };
+            (OpKind::Set { value, ttl_ms }, request, consistency)
+        }
+        9..17 => {
+            (OpKind::Get, ClientRequest::Get { key, consistency: Some(consistency) }, consistency)
+        }
+        _ => (
+            OpKind::Remove,
+            ClientRequest::Remove { key, consistency: Some(consistency) },
+            consistency,
+        ),
+    }
+}
+
+/// A value unique to this set (`c{client}-{sequence}`), sometimes padded with `.` to
+/// exercise larger values.
+fn draw_value(client: &Client, config: &WorkloadConfig) -> String {
+    let mut value = format!("c{}-{}", client.index + 1, client.sequence);
+    if sim::rand::chance(config.large_value_share) {
+        let pad = if sim::rand::chance(Ratio::new(1, 10)) {
+            sim::rand::range(4_096..VALUE_PAD_MAX as u64 + 1)
+        } else {
+            sim::rand::range(1_024..4_097)
+        };
+        let pad = usize::try_from(pad).expect("pads are small");
+        value.push('-');
+        value.extend(std::iter::repeat_n('.', pad));
+    }
+    value
+}
+
+/// `hot_share` of the requests go to the hot keys; the rest spread over every key.
+fn pick_key(config: &WorkloadConfig) -> String {
+    let index = if config.hot_keys > 0 && sim::rand::chance(config.hot_share) {
+        sim::rand::range(0..config.hot_keys as u64)
     } else {
-        sim::rand::range(0..keys as u64)
+        sim::rand::range(0..config.keys as u64)
     };
     format!("k{index}")
+}
+
+/// Whether the client should avoid the node it asked: no answer, an unreachable
+/// node, or a node that is stopped or draining.
+fn should_avoid(answer: &Result<PeerResponse, RpcError>) -> bool {
+    match answer {
+        Err(_) => true,
+        Ok(PeerResponse::Failed(error))
+        | Ok(PeerResponse::Client(
+            ClientResponse::Written(Err(error)) | ClientResponse::Read(Err(error)),
+        )) => matches!(error, cache::Error::Stopped | cache::Error::Draining),
+        Ok(_) => false,
+    }
 }
 
 fn outcome_of(answer: Result<PeerResponse, RpcError>) -> Outcome {
@@ -172,8 +398,13 @@ fn outcome_of(answer: Result<PeerResponse, RpcError>) -> Outcome {
             },
             None => Outcome::Ok { version: None, value: None },
         },
+        Ok(PeerResponse::Client(ClientResponse::Keys(Ok(list)))) => {
+            Outcome::Keys { keys: list.keys, partial: list.partial, truncated: list.truncated }
+        }
         Ok(PeerResponse::Client(
-            ClientResponse::Written(Err(error)) | ClientResponse::Read(Err(error)),
+            ClientResponse::Written(Err(error))
+            | ClientResponse::Read(Err(error))
+            | ClientResponse::Keys(Err(error)),
         )) => Outcome::Failed(error.to_string()),
         Ok(PeerResponse::Failed(error)) => Outcome::Failed(error.to_string()),
         Ok(other) => Outcome::Failed(format!("unexpected response {other:?}")),

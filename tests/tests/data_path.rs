@@ -295,3 +295,59 @@ fn versions_after_a_primary_change_follow_lamport() {
         Ok(())
     });
 }
+
+/// A client request's own level overrides the node's: with ALL configured and one
+/// owner down, a forwarded QUORUM set succeeds, a set without a level fails at ALL, a
+/// get at ALL fails and one at QUORUM reads; a key listing finds the key.
+#[test]
+fn client_requests_carry_their_own_consistency() {
+    use cache::{ClientRequest, ClientResponse, PeerRequest, PeerResponse};
+    sim::run_seeds(SEEDS, |sim| -> TestResult {
+        let options = options().write_consistency(Consistency::All);
+        // A static ring, so that the dead owner stays an owner for the ALL read.
+        let options = options.read_consistency(Consistency::One).heartbeat_interval_ms(0);
+        let options = options.gossip_interval_ms(0);
+        let cluster = setup_in_process_cluster(sim, 5, options).map_err(|e| e.to_string())?;
+        let key = key_owned_by(&cluster, "key", &["n1", "n2", "n3"]);
+        cluster.kill(&id("n3")).map_err(|e| e.to_string())?;
+        let outsider = node(&cluster, "n5").peer_handler();
+        let (key_in, value) = (key.clone(), Bytes::from_static(b"v"));
+        let answers = run(sim, async move {
+            let mut answers = Vec::new();
+            let requests = [
+                ClientRequest::Set {
+                    key: key_in.clone(),
+                    value: value.clone(),
+                    ttl: None,
+                    consistency: Some(Consistency::Quorum),
+                },
+                ClientRequest::Set { key: key_in.clone(), value, ttl: None, consistency: None },
+                ClientRequest::Get { key: key_in.clone(), consistency: Some(Consistency::All) },
+                ClientRequest::Get { key: key_in.clone(), consistency: Some(Consistency::Quorum) },
+                ClientRequest::ListKeys { pattern: "key*".to_string(), max: 0 },
+            ];
+            for request in requests {
+                answers.push(outsider.handle(PeerRequest::Client(request)).await);
+            }
+            answers
+        })?;
+        let client = |answer: &PeerResponse| match answer {
+            PeerResponse::Client(response) => response.clone(),
+            other => panic!("not a client answer: {other:?}"),
+        };
+        assert!(matches!(client(&answers[0]), ClientResponse::Written(Ok(_))), "{answers:?}");
+        // Forwarded, the ALL write fails by the forwarder's RPC deadline (equal to the
+        // coordinator's), so the error is `Unreachable` rather than `QuorumFailed`.
+        assert!(matches!(client(&answers[1]), ClientResponse::Written(Err(_))), "{answers:?}");
+        assert!(matches!(client(&answers[2]), ClientResponse::Read(Err(_))), "{answers:?}");
+        assert!(
+            matches!(client(&answers[3]), ClientResponse::Read(Ok(Some(ref item))) if item.value == "v"),
+            "{answers:?}"
+        );
+        match client(&answers[4]) {
+            ClientResponse::Keys(Ok(list)) => assert_eq!(list.keys, vec![key]),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    });
+}

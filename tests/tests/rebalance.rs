@@ -136,7 +136,7 @@ fn sum(cluster: &DistCluster, field: impl Fn(&cache::Metrics) -> u64) -> u64 {
 fn join_moves_ownership_and_data() {
     sim::run_seeds(SEEDS, |sim| -> TestResult {
         let options = options().rebalance_batch_size(8);
-        let mut cluster = setup_in_process_cluster(sim, 4, options).map_err(|e| e.to_string())?;
+        let cluster = setup_in_process_cluster(sim, 4, options).map_err(|e| e.to_string())?;
         let keys = inject_keys(&cluster, 400)?;
         sim.run_for(Duration::from_secs(1)).map_err(|e| e.to_string())?;
         let joined = cluster.add_node(sim).map_err(|e| e.to_string())?;
