@@ -211,7 +211,10 @@ pub(crate) fn stale_reads(
                 // A remove, or a set with a TTL (it may have expired: the write itself
                 // included), at any level and with any outcome, excuses a miss if it
                 // overlapped or followed the write.
-                let after_write = other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
+                // A write whose client gave up may take effect later still.
+                let in_flight = matches!(other.outcome, Outcome::Unknown | Outcome::Pending);
+                let after_write =
+                    in_flight || other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
                 let may_vanish = matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
                 may_vanish && after_write && other.invoke_ns <= read_end
             }),

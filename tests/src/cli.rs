@@ -134,6 +134,9 @@ struct ReplayArgs {
     /// Print the run's trace, stamped with virtual time (filter with SIM_LOG, default info).
     #[arg(long)]
     trace: bool,
+    /// Print every client operation on this key (or listing with this pattern).
+    #[arg(long)]
+    key: Option<String>,
     /// The liveness mode the seed ran with (all or majority).
     #[arg(long, default_value = "all")]
     liveness: cachesim::Liveness,
@@ -393,7 +396,7 @@ fn replay(args: &ReplayArgs) -> ExitCode {
             }
         },
     };
-    config.trace = args.trace;
+    config.trace = args.trace || args.key.is_some();
     config.liveness = args.liveness;
     if let Err(problem) = config.validate() {
         eprintln!("error: {problem}");
@@ -404,8 +407,14 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     println!("seed {} profile {} (read {read}, write {write})", report.seed, report.profile);
     println!("options: {}{}", report.knobs, if report.buggify { "; buggify on" } else { "" });
     println!("fault plan:\n{}", report.plan);
-    if let Some(trace) = &report.trace {
+    if let Some(trace) = report.trace.as_ref().filter(|_| args.trace) {
         println!("trace:\n{trace}");
+    }
+    if let (Some(key), Some(history)) = (&args.key, &report.history) {
+        println!("operations on {key}:");
+        for op in history.ops.iter().filter(|op| op.key == *key) {
+            println!("  {op}");
+        }
     }
     let a = report.availability;
     println!(

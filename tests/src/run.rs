@@ -210,6 +210,8 @@ pub struct RunReport {
     pub fingerprint: u64,
     /// The captured trace, when asked for.
     pub trace: Option<String>,
+    /// The history of client operations, when the trace was asked for.
+    pub history: Option<History>,
     /// The first events of the run, when asked for.
     pub event_log: Vec<sim::Event>,
     /// The liveness mode it ran with.
@@ -246,7 +248,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         FaultPlan::draw(config.profile, &mut sim.fork_rng("faults"), config.nodes, phase_ms)
     });
     let history = Rc::new(RefCell::new(History::default()));
-    let setting = Setting { config, consistency, knobs: &knobs, plan: &plan };
+    let setting = Setting { config, consistency, knobs: &knobs, plan: &plan, buggify };
     let verdict = match drive(&mut sim, &setting, &history) {
         Ok(verdict) => verdict,
         Err(error) => Verdict::Crash(error),
@@ -266,6 +268,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         virtual_time: sim.elapsed(),
         fingerprint: sim.fingerprint(),
         trace: sim.take_trace(),
+        history: config.trace.then(|| history.clone()),
         event_log: sim.event_log(),
         liveness: config.liveness,
         phases: (config.fault_phase, config.quiet),
@@ -292,6 +295,7 @@ struct Setting<'a> {
     consistency: (Consistency, Consistency),
     knobs: &'a Knobs,
     plan: &'a FaultPlan,
+    buggify: bool,
 }
 
 /// Runs the simulation forward, sampling the stores every [`SAMPLE_INTERVAL`].
@@ -399,7 +403,12 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     if !safety.is_empty() {
         return Verdict::Safety(safety);
     }
-    let mut liveness = checker::unavailable(history, &windows);
+    // Buggify's fault points slow requests down and fail them on purpose, so a run
+    // with buggify on promises no availability.
+    let mut liveness = Vec::new();
+    if !setting.buggify {
+        liveness.extend(checker::unavailable(history, &windows));
+    }
     liveness.extend(progress);
     let (ring, majority) = converging;
     let state = majority.map_or(state, |ids| FinalState::read_nodes(cluster, &ids));
