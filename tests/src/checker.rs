@@ -37,6 +37,10 @@ pub enum Check {
     /// Inside a quiet window, an acknowledged write (or a repaired read) was not on
     /// every owner within the replication bound.
     ReplicationLag,
+    /// A read returned a value whose TTL had run out before the read started.
+    ExpiredRead,
+    /// A crashed node stayed on a live node's ring past the failure detector's bound.
+    DetectorSlow,
 }
 
 impl Check {
@@ -53,6 +57,8 @@ impl Check {
             Check::ExtraCopies => "extra-copies",
             Check::Unavailable => "unavailable",
             Check::ReplicationLag => "replication-lag",
+            Check::ExpiredRead => "expired-read",
+            Check::DetectorSlow => "detector-slow",
         }
     }
 }
@@ -158,6 +164,46 @@ pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
                 read.key
             );
             violations.push(phantom(read, message, Some(owner)));
+        }
+    }
+    violations
+}
+
+/// Safety: a read never returns a value whose TTL ran out before the read started.
+/// Expiry is set by the coordinator's wall clock when it versions the set (no earlier
+/// than the set's invocation), and judged by the reading node's clock, so the two
+/// clocks' skew (`skew_ns_max`, the largest offset and drift the plan puts on any
+/// clock) is allowed on top of the TTL.
+pub(crate) fn expired_reads(history: &History, skew_ns_max: u64) -> Vec<Violation> {
+    let mut sets: BTreeMap<(&str, &str), &Op> = BTreeMap::new();
+    for op in &history.ops {
+        if let OpKind::Set { value, ttl_ms: Some(_) } = &op.kind {
+            sets.insert((op.key.as_str(), value.as_str()), op);
+        }
+    }
+    let mut violations = Vec::new();
+    for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
+        let Outcome::Ok { value: Some(value), .. } = &read.outcome else { continue };
+        let Some(set) = sets.get(&(read.key.as_str(), value.as_str())) else { continue };
+        let ttl_ns = set.ttl_ms().expect("a TTL set").saturating_mul(1_000_000);
+        // The set was versioned no later than its answer; a set whose client gave up
+        // may have been versioned any time later.
+        let Some(versioned_by_ns) =
+            set.complete_ns.filter(|_| matches!(set.outcome, Outcome::Ok { .. }))
+        else {
+            continue;
+        };
+        let expired_by_ns = versioned_by_ns.saturating_add(ttl_ns).saturating_add(skew_ns_max);
+        if read.invoke_ns > expired_by_ns && violations.len() < 20 {
+            violations.push(Violation {
+                check: Check::ExpiredRead,
+                message: format!(
+                    "read of {} returned {value:?} {:.3}s after its TTL ran out",
+                    read.key,
+                    (read.invoke_ns - versioned_by_ns - ttl_ns) as f64 / 1e9
+                ),
+                ops: vec![read.to_string(), set.to_string()],
+            });
         }
     }
     violations
@@ -298,9 +344,21 @@ impl Availability {
 /// Safety: an acknowledged write at QUORUM or ALL is held (it or a newer version) by
 /// at least as many nodes as its level requires when the client gets the
 /// acknowledgement, counting every node that crashed while it ran as a holder.
-pub(crate) fn under_replicated(history: &History, replication: usize) -> Vec<Violation> {
+///
+/// When tombstones are collected within the run (`tombstones_collected`), removes and
+/// sets with a TTL are not counted: a replica whose clock runs ahead may collect the
+/// tombstone (or the expired item) as soon as it arrives.
+pub(crate) fn under_replicated(
+    history: &History,
+    replication: usize,
+    tombstones_collected: bool,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
+        let collectable = matches!(op.kind, OpKind::Remove) || op.ttl_ms().is_some();
+        if tombstones_collected && collectable {
+            continue;
+        }
         let (Outcome::Ok { version: Some(_), .. }, Some(acked_ns)) = (&op.outcome, op.complete_ns)
         else {
             continue;

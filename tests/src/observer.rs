@@ -44,6 +44,28 @@ pub(crate) struct ObserverSettings {
     /// Whether tombstones may be collected within the run (a short tombstone TTL): a
     /// key that nobody holds any more may then have been removed legitimately.
     pub(crate) tombstones_collected: bool,
+    /// How long a crashed node may stay on a live node's ring: the detector's dead
+    /// timeout, a heartbeat round and its probes, and slack for a gossip round.
+    pub(crate) detector_bound: Duration,
+}
+
+/// The plan's node outages, in absolute virtual time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outages {
+    /// Crashes (memory lost, restarted at the end).
+    pub(crate) crashes: Vec<Outage>,
+    /// Pauses (a paused node's detector is frozen).
+    pub(crate) pauses: Vec<Outage>,
+    /// Outages that end in a fresh node (crashes, and drains that leave and rejoin).
+    pub(crate) restarts: Vec<Outage>,
+}
+
+/// A node out of action from `start_ns` to `end_ns` (a crash, or a pause).
+#[derive(Clone, Debug)]
+pub(crate) struct Outage {
+    pub(crate) node: NodeId,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
 }
 
 /// The observer of one run.
@@ -51,6 +73,8 @@ pub(crate) struct ObserverSettings {
 pub(crate) struct Observer {
     settings: ObserverSettings,
     windows: QuietWindows,
+    /// The crashes, pauses and restarts of the plan.
+    outages: Outages,
     /// Per key, per node: the newest version the node was seen holding since it last
     /// lost its memory.
     seen: BTreeMap<String, BTreeMap<NodeId, Version>>,
@@ -65,11 +89,16 @@ pub(crate) struct Observer {
 type Holdings = BTreeMap<String, BTreeMap<NodeId, Version>>;
 
 impl Observer {
-    pub(crate) fn new(settings: ObserverSettings, windows: QuietWindows) -> Observer {
+    pub(crate) fn new(
+        settings: ObserverSettings,
+        windows: QuietWindows,
+        outages: Outages,
+    ) -> Observer {
         assert!(settings.replication >= 1);
         Observer {
             settings,
             windows,
+            outages,
             seen: BTreeMap::new(),
             losses_applied: 0,
             reported: BTreeSet::new(),
@@ -99,6 +128,52 @@ impl Observer {
         self.check_survival(&holdings, &newest_acked, history);
         if self.windows.at(now_ns).is_some() {
             self.check_replication(now_ns, cluster, &holdings, history);
+        }
+        self.check_detector(now_ns, cluster, history);
+    }
+
+    /// Failure detection: a node crashed for longer than the detector's bound is off
+    /// the ring of every running, unpaused node.
+    fn check_detector(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
+        let bound_ns = u64::try_from(self.settings.detector_bound.as_nanos()).unwrap_or(u64::MAX);
+        let since_ns = now_ns.saturating_sub(bound_ns);
+        let overdue: Vec<NodeId> = self
+            .outages
+            .crashes
+            .iter()
+            .filter(|crash| crash.start_ns <= since_ns && now_ns < crash.end_ns)
+            .map(|crash| crash.node.clone())
+            .collect();
+        // A node that is paused, or (re)started or joined within the bound, has not had
+        // the time to decide.
+        let outages = self.outages.clone();
+        let excused = |node: &NodeId| {
+            outages
+                .pauses
+                .iter()
+                .any(|p| p.node == *node && p.start_ns <= now_ns && now_ns < p.end_ns)
+                || outages.restarts.iter().any(|r| r.node == *node && r.end_ns > since_ns)
+                || history.joins.iter().any(|(joined, at_ns)| joined == node && *at_ns > since_ns)
+        };
+        for crashed in overdue {
+            let seeing: Vec<String> = cluster
+                .ids()
+                .iter()
+                .filter(|id| **id != crashed && !excused(id))
+                .filter_map(|id| cluster.by_id(id))
+                .filter(|node| node.ring().nodes().contains(&crashed))
+                .map(|node| node.id().to_string())
+                .collect();
+            if seeing.is_empty() {
+                continue;
+            }
+            let message = format!(
+                "{crashed} crashed more than {:.1}s ago but is still on the ring of {}",
+                self.settings.detector_bound.as_secs_f64(),
+                seeing.join(",")
+            );
+            let version = Version::new(0, crashed.clone());
+            self.report(Check::DetectorSlow, crashed.as_str(), &version, message, Vec::new());
         }
     }
 

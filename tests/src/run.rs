@@ -23,7 +23,7 @@ use crate::faults::{Fault, FaultPlan, Profile};
 use crate::history::History;
 use crate::knobs::{Knobs, RepairPath};
 use crate::nemesis::{Nemesis, timeline};
-use crate::observer::{Observer, ObserverSettings, SAMPLE_INTERVAL};
+use crate::observer::{Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL};
 use crate::quiet::{QuietWindows, SETTLE};
 use crate::workload::{WorkloadConfig, start_clients};
 
@@ -354,8 +354,10 @@ fn drive(
         replication: config.replication,
         read_repair: knobs.runs(RepairPath::ReadRepair),
         tombstones_collected: knobs.collects_tombstones(),
+        detector_bound: DETECTOR_BOUND,
     };
-    let observer = Observer::new(settings, windows.clone());
+    let outages = outages(plan, &cluster.ids(), start.as_nanos());
+    let observer = Observer::new(settings, windows.clone(), outages);
     let mut driver =
         Driver { cluster: &cluster, history, observer, next_sample: start + SAMPLE_INTERVAL };
     // Fault phase.
@@ -390,15 +392,21 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
     let Ended { cluster, observer, windows, converging } = ended;
     let mut safety = checker::phantom_reads(history);
-    safety.extend(checker::under_replicated(history, config.replication));
+    safety.extend(checker::under_replicated(
+        history,
+        config.replication,
+        knobs.collects_tombstones(),
+    ));
     safety.extend(checker::stale_reads(history, config.replication, &windows));
+    let run_time = config.fault_phase + config.quiet;
+    safety.extend(checker::expired_reads(history, skew_ns_max(plan, run_time)));
     let state = FinalState::read(cluster);
     safety.extend(checker::lost_writes(history, &state, knobs.collects_tombstones()));
     safety.extend(checker::hint_accounting(cluster));
-    let (progress, over_time): (Vec<Violation>, Vec<Violation>) = observer
-        .into_violations()
-        .into_iter()
-        .partition(|violation| violation.check == checker::Check::ReplicationLag);
+    let (progress, over_time): (Vec<Violation>, Vec<Violation>) =
+        observer.into_violations().into_iter().partition(|violation| {
+            matches!(violation.check, checker::Check::ReplicationLag | checker::Check::DetectorSlow)
+        });
     safety.extend(over_time);
     if !safety.is_empty() {
         return Verdict::Safety(safety);
@@ -420,6 +428,51 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
         liveness.extend(checker::extra_copies(cluster, &state));
     }
     if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
+}
+
+/// How long a crashed node may stay on a live node's ring: the dead timeout (6 s), a
+/// heartbeat round with its probes (1.5 s), and a gossip round's slack.
+const DETECTOR_BOUND: Duration = Duration::from_secs(10);
+
+/// The plan's crashes and pauses, in absolute virtual time.
+fn outages(plan: &FaultPlan, ids: &[cache::NodeId], start_ns: u64) -> Outages {
+    let (mut crashes, mut pauses, mut restarts) = (Vec::new(), Vec::new(), Vec::new());
+    for episode in &plan.episodes {
+        // A drained node leaves and rejoins at the episode's end: like a crash's end,
+        // that starts a fresh node whose detector starts from scratch.
+        let (list, node) = match episode.fault {
+            Fault::Crash { node } => (&mut crashes, node),
+            Fault::Pause { node } => (&mut pauses, node),
+            Fault::Drain { node } => (&mut restarts, node),
+            _ => continue,
+        };
+        list.push(Outage {
+            node: ids[node].clone(),
+            start_ns: start_ns + episode.start_ms * 1_000_000,
+            end_ns: start_ns + episode.end_ms() * 1_000_000,
+        });
+    }
+    // A crash ends in a restart too.
+    restarts.extend(crashes.iter().cloned());
+    Outages { crashes, pauses, restarts }
+}
+
+/// The most any clock of the plan is off: offsets and the drift over the run, for both
+/// the clock that sets an expiry and the one that judges it, plus a second of latency.
+fn skew_ns_max(plan: &FaultPlan, run: Duration) -> u64 {
+    let run_ms = u64::try_from(run.as_millis()).unwrap_or(u64::MAX);
+    let worst_ms = plan
+        .episodes
+        .iter()
+        .filter_map(|episode| match episode.fault {
+            Fault::ClockSkew { offset_ms, drift_ppm, .. } => Some(
+                offset_ms.unsigned_abs() + u64::from(drift_ppm.unsigned_abs()) * run_ms / 1_000_000,
+            ),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    (2 * worst_ms + 1_000) * 1_000_000
 }
 
 /// Whether every owner must converge by the end. With rebalance and anti-entropy on,
