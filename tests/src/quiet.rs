@@ -137,6 +137,7 @@ mod tests {
                     fault: fault.clone(),
                 })
                 .collect(),
+            ..FaultPlan::default()
         }
     }
 
