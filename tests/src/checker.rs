@@ -639,4 +639,75 @@ mod tests {
         set(&mut history, "k", "b", 20, Outcome::Failed("quorum".into()), &[]);
         assert!(lost_writes(&history, &state(&[]), false).is_empty());
     }
+
+    #[test]
+    fn a_read_with_the_version_of_another_write_is_a_phantom() {
+        let mut history = History::default();
+        set(
+            &mut history,
+            "k",
+            "a",
+            0,
+            Outcome::Ok { version: Some(version(1, "n1")), value: None },
+            &["n1"],
+        );
+        set(
+            &mut history,
+            "k",
+            "b",
+            20,
+            Outcome::Ok { version: Some(version(2, "n1")), value: None },
+            &["n1"],
+        );
+        let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::One, 100);
+        let read = Outcome::Ok { version: Some(version(2, "n1")), value: Some("a".into()) };
+        history.complete(index, 110, read, Vec::new());
+        let phantoms = phantom_reads(&history);
+        assert_eq!(phantoms.len(), 1);
+        assert!(phantoms[0].message.contains("version of another write"), "{}", phantoms[0]);
+    }
+
+    #[test]
+    fn operations_inside_a_quiet_window_must_succeed() {
+        let mut history = History::default();
+        set(&mut history, "k", "a", 1_000, Outcome::Failed("quorum".into()), &[]);
+        set(&mut history, "k", "b", 5_000, Outcome::Unknown, &[]);
+        let quiet = QuietWindows::new(
+            &crate::faults::FaultPlan::default(),
+            0,
+            10_000,
+            10_000,
+            std::time::Duration::ZERO,
+        );
+        assert_eq!(unavailable(&history, &quiet).len(), 2);
+        assert_eq!(unavailable(&history, &QuietWindows::none()).len(), 0);
+        let counts = Availability::of(&history);
+        assert_eq!((counts.ok, counts.failed, counts.unknown), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_read_after_the_ttl_ran_out_is_an_expired_read() {
+        let mut history = History::default();
+        let index = history.invoke(
+            0,
+            id("n1"),
+            "k".into(),
+            OpKind::Set { value: "a".into(), ttl_ms: Some(1) },
+            Consistency::One,
+            0,
+        );
+        history.complete(
+            index,
+            10,
+            Outcome::Ok { version: Some(version(1, "n1")), value: None },
+            vec![id("n1")],
+        );
+        for (at, expired) in [(500_000, false), (2_000_000, true)] {
+            let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::One, at);
+            let read = Outcome::Ok { version: Some(version(1, "n1")), value: Some("a".into()) };
+            history.complete(index, at + 10, read, Vec::new());
+            assert_eq!(expired_reads(&history, 0).len(), usize::from(expired), "read at {at}");
+        }
+        assert!(expired_reads(&history, 10_000_000).is_empty(), "skew excuses it");
+    }
 }

@@ -5,7 +5,7 @@
 use cache::Mutant;
 use cachesim::sweep_mutant;
 
-/// Seeds each mutant gets here: the full run catches these three within 5 seeds.
+/// Seeds each mutant gets here: the full run catches these within 5 seeds.
 const SEEDS: u64 = 20;
 
 #[test]
@@ -15,6 +15,9 @@ fn planted_bugs_are_caught_by_the_checker_meant_for_them() {
         // Swept tombstones undo removes as well as losing writes: either check is right.
         (Mutant::TombstonesSweptAtOnce, "lost-write|undone-remove"),
         (Mutant::SkipVersionCheck, "under-replicated"),
+        // Writes that replicate fully but answer failure: only availability sees it.
+        (Mutant::WritesReportFailure, "unavailable"),
+        (Mutant::TombstoneTtlSeconds, "lost-write|undone-remove"),
     ];
     for (mutant, checker) in expected {
         let report = sweep_mutant(mutant, SEEDS, false);
