@@ -391,53 +391,8 @@ pub(crate) fn under_replicated(
     violations
 }
 
-/// Safety, checked on the final state: every acknowledged QUORUM or ALL write (set or
-/// remove) is still there, or overwritten by a newer version, unless every node that
-/// held it when it was acknowledged has lost its memory since. When tombstones are
-/// collected within the run (`tombstones_collected`), a key that nobody holds any more
-/// may have been removed (or expired) and collected legitimately.
-pub(crate) fn lost_writes(
-    history: &History,
-    state: &FinalState,
-    tombstones_collected: bool,
-) -> Vec<Violation> {
-    let mut violations = Vec::new();
-    for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
-        let (Outcome::Ok { version: Some(version), .. }, Some(acked_ns)) =
-            (&op.outcome, op.complete_ns)
-        else {
-            continue;
-        };
-        let every_holder_lost =
-            op.holders.iter().all(|holder| history.lost_memory_since(holder, acked_ns));
-        if every_holder_lost {
-            continue;
-        }
-        let newest = state.newest(&op.key);
-        if newest.is_some_and(|newest| newest >= version)
-            || (newest.is_none() && tombstones_collected)
-        {
-            continue;
-        }
-        let check =
-            if matches!(op.kind, OpKind::Remove) { Check::UndoneRemove } else { Check::LostWrite };
-        let holders: Vec<&str> = op.holders.iter().map(NodeId::as_str).collect();
-        let found =
-            newest.map_or_else(|| "nothing".to_string(), |v| format!("{}:{}", v.counter, v.origin));
-        let message = format!(
-            "{} acknowledged @{}:{} (held by {}) but the newest version left is {found}",
-            op.key,
-            version.counter,
-            version.origin,
-            holders.join(",")
-        );
-        violations.push(Violation { check, message, ops: related_ops(history, op) });
-    }
-    violations
-}
-
 /// The operation and the other writes to its key, for context.
-fn related_ops(history: &History, op: &Op) -> Vec<String> {
+pub(crate) fn related_ops(history: &History, op: &Op) -> Vec<String> {
     let mut ops = vec![op.to_string()];
     let others = history
         .ops
@@ -561,14 +516,6 @@ mod tests {
         index
     }
 
-    fn state(entries: &[(&str, &str, Version)]) -> FinalState {
-        let mut held: BTreeMap<String, BTreeMap<NodeId, Version>> = BTreeMap::new();
-        for (key, node, version) in entries {
-            held.entry(key.to_string()).or_default().insert(id(node), version.clone());
-        }
-        FinalState { held, copies: BTreeMap::new() }
-    }
-
     #[test]
     fn a_read_of_an_unwritten_value_is_a_phantom() {
         let mut history = History::default();
@@ -580,64 +527,6 @@ mod tests {
             assert_eq!(phantom_reads(&history).len(), usize::from(phantom), "{value}");
         }
         assert_eq!(phantom_reads(&history)[0].check, Check::PhantomRead);
-    }
-
-    #[test]
-    fn an_acknowledged_quorum_write_must_survive_unless_its_holders_lost_memory() {
-        let mut history = History::default();
-        let acked = Outcome::Ok { version: Some(version(5, "n1")), value: None };
-        set(&mut history, "k", "a", 0, acked, &["n1", "n2"]);
-        assert!(
-            lost_writes(&history, &state(&[("k", "n3", version(6, "n3"))]), false).is_empty(),
-            "overwritten by a newer version"
-        );
-        assert!(lost_writes(&history, &state(&[("k", "n1", version(5, "n1"))]), false).is_empty());
-        let lost = lost_writes(&history, &state(&[("k", "n3", version(4, "n3"))]), false);
-        assert_eq!(lost.len(), 1);
-        assert_eq!(lost[0].check, Check::LostWrite);
-        assert!(lost[0].message.contains("held by n1,n2"), "{}", lost[0]);
-        // One holder lost its memory: the other still must have kept it.
-        history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
-        assert_eq!(lost_writes(&history, &state(&[]), false).len(), 1);
-        // Both lost it: the contract promises nothing.
-        history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 60 });
-        assert!(lost_writes(&history, &state(&[]), false).is_empty());
-    }
-
-    #[test]
-    fn a_remove_undone_by_an_older_version_is_reported() {
-        let mut history = History::default();
-        let index = history.invoke(0, id("n1"), "k".into(), OpKind::Remove, Consistency::All, 0);
-        history.complete(
-            index,
-            10,
-            Outcome::Ok { version: Some(version(9, "n1")), value: None },
-            vec![id("n1")],
-        );
-        let undone = lost_writes(&history, &state(&[("k", "n1", version(8, "n2"))]), false);
-        assert_eq!(undone.len(), 1);
-        assert_eq!(undone[0].check, Check::UndoneRemove);
-    }
-
-    #[test]
-    fn one_writes_and_failed_writes_promise_nothing() {
-        let mut history = History::default();
-        let index = history.invoke(
-            0,
-            id("n1"),
-            "k".into(),
-            OpKind::Set { value: "a".into(), ttl_ms: None },
-            Consistency::One,
-            0,
-        );
-        history.complete(
-            index,
-            10,
-            Outcome::Ok { version: Some(version(9, "n1")), value: None },
-            vec![id("n1")],
-        );
-        set(&mut history, "k", "b", 20, Outcome::Failed("quorum".into()), &[]);
-        assert!(lost_writes(&history, &state(&[]), false).is_empty());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! - **Acknowledged writes survive** (`lost-write`, `undone-remove`), at every sample:
 //!   the newest QUORUM or ALL write acknowledged so far is still held (it or a newer
-//!   version) by some node, unless every node seen holding it has lost its memory
-//!   since.
+//!   version) by some node, unless every node that held it at the previous sample (or
+//!   when it was acknowledged, if that was later) has lost its memory since. Copies
+//!   may move (rebalance hands a key over, then releases it), so only the copies of
+//!   the last sample vouch for a write: a copy released long ago says nothing.
 //! - **Replication is restored** (`replication-lag`), inside quiet windows: a QUORUM
 //!   or ALL write acknowledged in the window, and (with read repair on) a QUORUM or ALL
 //!   read that returned a version there, is held by every owner within
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use cache::{Consistency, NodeId, Version};
 
-use crate::checker::{Check, Violation};
+use crate::checker::{Check, Violation, related_ops};
 use crate::cluster::DistCluster;
 use crate::history::{History, Op, OpKind, Outcome};
 use crate::quiet::QuietWindows;
@@ -75,13 +77,11 @@ pub(crate) struct Observer {
     windows: QuietWindows,
     /// The crashes, pauses and restarts of the plan.
     outages: Outages,
-    /// Per key, per node: the newest version the node was seen holding since it last
-    /// lost its memory.
-    seen: BTreeMap<String, BTreeMap<NodeId, Version>>,
-    /// Memory losses of the history already applied to `seen`.
-    losses_applied: usize,
-    /// (check, key, version) already reported, so that one fault is reported once.
-    reported: BTreeSet<(Check, String, Version)>,
+    /// What every running node held at the previous sample, and when that was.
+    previous: Holdings,
+    previous_ns: u64,
+    /// (check, subject) already reported, so that one fault is reported once.
+    reported: BTreeSet<(Check, String)>,
     violations: Vec<Violation>,
 }
 
@@ -99,37 +99,29 @@ impl Observer {
             settings,
             windows,
             outages,
-            seen: BTreeMap::new(),
-            losses_applied: 0,
+            previous: Holdings::new(),
+            previous_ns: 0,
             reported: BTreeSet::new(),
             violations: Vec::new(),
         }
     }
 
-    /// Samples the stores at virtual time `now_ns` and checks both clauses.
+    /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
-        for loss in &history.memory_losses[self.losses_applied..] {
-            for held in self.seen.values_mut() {
-                held.remove(&loss.node);
-            }
-        }
-        self.losses_applied = history.memory_losses.len();
+        assert!(now_ns >= self.previous_ns, "samples go forward in time");
         let holdings = holdings(cluster);
-        for (key, held) in &holdings {
-            let seen = self.seen.entry(key.clone()).or_default();
-            for (node, version) in held {
-                let known = seen.entry(node.clone()).or_insert_with(|| version.clone());
-                if version > known {
-                    *known = version.clone();
-                }
-            }
-        }
         let newest_acked = newest_acked_writes(history, now_ns);
-        self.check_survival(&holdings, &newest_acked, history);
+        let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
+            let ring = cluster.ring();
+            ring.lookup(key).iter().all(|owner| held.is_none_or(|held| !held.contains_key(owner)))
+        };
+        self.check_survival(&holdings, &newest_acked, history, owners_hold_nothing);
         if self.windows.at(now_ns).is_some() {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
         self.check_detector(now_ns, cluster, history);
+        self.previous = holdings;
+        self.previous_ns = now_ns;
     }
 
     /// Failure detection: a node crashed for longer than the detector's bound is off
@@ -137,16 +129,16 @@ impl Observer {
     fn check_detector(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
         let bound_ns = u64::try_from(self.settings.detector_bound.as_nanos()).unwrap_or(u64::MAX);
         let since_ns = now_ns.saturating_sub(bound_ns);
-        let overdue: Vec<NodeId> = self
+        let overdue: Vec<(NodeId, u64)> = self
             .outages
             .crashes
             .iter()
             .filter(|crash| crash.start_ns <= since_ns && now_ns < crash.end_ns)
-            .map(|crash| crash.node.clone())
+            .map(|crash| (crash.node.clone(), crash.start_ns))
             .collect();
         // A node that is paused, or (re)started or joined within the bound, has not had
         // the time to decide.
-        let outages = self.outages.clone();
+        let outages = &self.outages;
         let excused = |node: &NodeId| {
             outages
                 .pauses
@@ -155,7 +147,8 @@ impl Observer {
                 || outages.restarts.iter().any(|r| r.node == *node && r.end_ns > since_ns)
                 || history.joins.iter().any(|(joined, at_ns)| joined == node && *at_ns > since_ns)
         };
-        for crashed in overdue {
+        let mut found = Vec::new();
+        for (crashed, crash_ns) in overdue {
             let seeing: Vec<String> = cluster
                 .ids()
                 .iter()
@@ -164,27 +157,32 @@ impl Observer {
                 .filter(|node| node.ring().nodes().contains(&crashed))
                 .map(|node| node.id().to_string())
                 .collect();
-            if seeing.is_empty() {
-                continue;
+            if !seeing.is_empty() {
+                let message = format!(
+                    "{crashed} crashed more than {:.1}s ago but is still on the ring of {}",
+                    self.settings.detector_bound.as_secs_f64(),
+                    seeing.join(",")
+                );
+                found.push((format!("{crashed} crashed at {crash_ns} ns"), message));
             }
-            let message = format!(
-                "{crashed} crashed more than {:.1}s ago but is still on the ring of {}",
-                self.settings.detector_bound.as_secs_f64(),
-                seeing.join(",")
-            );
-            let version = Version::new(0, crashed.clone());
-            self.report(Check::DetectorSlow, crashed.as_str(), &version, message, Vec::new());
+        }
+        for (subject, message) in found {
+            self.report(Check::DetectorSlow, subject, message, Vec::new());
         }
     }
 
     /// Lost writes: the newest acknowledged write of each key is still held somewhere,
-    /// unless every node seen holding it lost its memory since.
+    /// unless every node that held it at the previous sample (or at its
+    /// acknowledgement, if later) lost its memory since.
     fn check_survival(
         &mut self,
         holdings: &Holdings,
         newest: &BTreeMap<&str, &Op>,
         history: &History,
+        owners_hold_nothing: impl Fn(&str, Option<&BTreeMap<NodeId, Version>>) -> bool,
     ) {
+        let previous_ns = self.previous_ns;
+        let mut found = Vec::new();
         for (key, op) in newest {
             let version = acked_version(op).expect("acknowledged writes have versions");
             let held = holdings.get(*key);
@@ -192,17 +190,23 @@ impl Observer {
                 continue;
             }
             let ack_ns = op.complete_ns.expect("acknowledged");
-            let kept_memory = |node: &NodeId| !history.lost_memory_since(node, ack_ns);
-            let seen = self.seen.get(*key);
-            let keeper = seen
-                .and_then(|seen| seen.iter().find(|(_, held)| *held >= version))
-                .map(|(node, _)| node.clone())
-                .or_else(|| op.holders.iter().find(|node| kept_memory(node)).cloned());
-            let Some(keeper) = keeper else { continue };
+            let vouchers: Vec<&NodeId> = if ack_ns > previous_ns {
+                op.holders.iter().filter(|node| !history.lost_memory_since(node, ack_ns)).collect()
+            } else {
+                self.previous
+                    .get(*key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(node, held)| {
+                        *held >= version && !history.lost_memory_since(node, previous_ns)
+                    })
+                    .map(|(node, _)| node)
+                    .collect()
+            };
+            let Some(keeper) = vouchers.first() else { continue };
             // A later remove (at any level) or an expiry may have left a tombstone that
-            // was collected since.
-            let nothing_held = held.is_none_or(BTreeMap::is_empty);
-            if nothing_held && self.settings.tombstones_collected {
+            // the owners have collected since (a stray copy elsewhere may be older).
+            if self.settings.tombstones_collected && owners_hold_nothing(key, held) {
                 continue;
             }
             let check = if matches!(op.kind, OpKind::Remove) {
@@ -210,14 +214,18 @@ impl Observer {
             } else {
                 Check::LostWrite
             };
-            let found = held
+            let newest_held = held
                 .and_then(|held| held.values().max())
                 .map_or_else(|| "nothing".to_string(), |v| format!("{}:{}", v.counter, v.origin));
             let message = format!(
-                "{key} acknowledged @{}:{} and held by {keeper} (which kept its memory), but the newest version any node holds is {found}",
+                "{key} acknowledged @{}:{} was held by {keeper}, which kept its memory, but the newest version any node holds is {newest_held}",
                 version.counter, version.origin
             );
-            self.report(check, key, version, message, vec![op.to_string()]);
+            let subject = format!("{key}@{}:{}", version.counter, version.origin);
+            found.push((check, subject, message, related_ops(history, op)));
+        }
+        for (check, subject, message, ops) in found {
+            self.report(check, subject, message, ops);
         }
     }
 
@@ -278,19 +286,13 @@ impl Observer {
                 (now_ns - op.complete_ns.expect("completed")) as f64 / 1e9,
                 if op.is_write() { "acknowledged" } else { "read" }
             );
-            self.report(Check::ReplicationLag, key, version, message, vec![op.to_string()]);
+            let subject = format!("{key}@{}:{}", version.counter, version.origin);
+            self.report(Check::ReplicationLag, subject, message, vec![op.to_string()]);
         }
     }
 
-    fn report(
-        &mut self,
-        check: Check,
-        key: &str,
-        version: &Version,
-        message: String,
-        ops: Vec<String>,
-    ) {
-        if !self.reported.insert((check, key.to_string(), version.clone())) {
+    fn report(&mut self, check: Check, subject: String, message: String, ops: Vec<String>) {
+        if !self.reported.insert((check, subject)) {
             return;
         }
         let count = self.violations.iter().filter(|violation| violation.check == check).count();
@@ -342,4 +344,126 @@ fn newest_acked_writes(history: &History, now_ns: u64) -> BTreeMap<&str, &Op> {
         }
     }
     newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    fn version(counter: u64, origin: &str) -> Version {
+        Version::new(counter, id(origin))
+    }
+
+    fn observer(tombstones_collected: bool) -> Observer {
+        let settings = ObserverSettings {
+            replication: 3,
+            read_repair: true,
+            tombstones_collected,
+            detector_bound: Duration::from_secs(10),
+        };
+        Observer::new(settings, QuietWindows::none(), Outages::default())
+    }
+
+    fn holdings(entries: &[(&str, Version)]) -> Holdings {
+        let mut holdings = Holdings::new();
+        for (node, version) in entries {
+            holdings.entry("k".to_string()).or_default().insert(id(node), version.clone());
+        }
+        holdings
+    }
+
+    /// The violations one survival check finds, on a fresh observer whose previous
+    /// sample (at `previous_ns`) is `previous`.
+    fn survival(
+        history: &History,
+        now: &[(&str, Version)],
+        previous: (&[(&str, Version)], u64),
+        tombstones_collected: bool,
+    ) -> Vec<Violation> {
+        let mut observer = observer(tombstones_collected);
+        observer.previous = holdings(previous.0);
+        observer.previous_ns = previous.1;
+        let newest = newest_acked_writes(history, u64::MAX);
+        let owners_hold_nothing = |_: &str, held: Option<&BTreeMap<NodeId, Version>>| {
+            held.is_none_or(|held| !held.contains_key(&id("n1")))
+        };
+        observer.check_survival(&holdings(now), &newest, history, owners_hold_nothing);
+        observer.into_violations()
+    }
+
+    fn write(history: &mut History, kind: OpKind, counter: u64, holders: &[&str]) {
+        let index = history.invoke(0, id("n1"), "k".into(), kind, Consistency::Quorum, 0);
+        let acked = Outcome::Ok { version: Some(version(counter, "n1")), value: None };
+        history.complete(index, 10, acked, holders.iter().map(|h| id(h)).collect());
+    }
+
+    #[test]
+    fn an_acknowledged_write_survives_unless_its_holders_lost_memory() {
+        let mut history = History::default();
+        write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1", "n2"]);
+        let none: &[(&str, Version)] = &[];
+        assert!(survival(&history, &[("n3", version(6, "n3"))], (none, 0), false).is_empty());
+        assert!(survival(&history, &[("n1", version(5, "n1"))], (none, 0), false).is_empty());
+        let lost = survival(&history, &[("n3", version(4, "n3"))], (none, 0), false);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].check, Check::LostWrite);
+        assert!(lost[0].message.contains("held by n1"), "{}", lost[0]);
+        // One holder lost its memory: the other still vouches for the write.
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
+        assert_eq!(survival(&history, none, (none, 0), false).len(), 1);
+        // Both lost it: the contract promises nothing.
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 60 });
+        assert!(survival(&history, none, (none, 0), false).is_empty());
+    }
+
+    #[test]
+    fn writes_at_one_and_failed_writes_promise_nothing() {
+        let mut history = History::default();
+        let index = history.invoke(
+            0,
+            id("n1"),
+            "k".into(),
+            OpKind::Set { value: "a".into(), ttl_ms: None },
+            Consistency::One,
+            0,
+        );
+        let acked = Outcome::Ok { version: Some(version(9, "n1")), value: None };
+        history.complete(index, 10, acked, vec![id("n1")]);
+        let index = history.invoke(0, id("n1"), "k".into(), OpKind::Remove, Consistency::All, 20);
+        history.complete(index, 30, Outcome::Failed("quorum".into()), vec![id("n1")]);
+        assert!(survival(&history, &[], (&[], 0), false).is_empty());
+    }
+
+    #[test]
+    fn only_the_copies_of_the_previous_sample_vouch() {
+        let mut history = History::default();
+        write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1"]);
+        let none: &[(&str, Version)] = &[];
+        // Acknowledged before the previous sample: the holders then vouch, not n1.
+        let previous: &[(&str, Version)] = &[("n3", version(5, "n1"))];
+        let lost = survival(&history, none, (previous, 100), false);
+        assert_eq!(lost.len(), 1, "n3 dropped it without losing its memory");
+        assert!(lost[0].message.contains("held by n3"), "{}", lost[0]);
+        assert!(survival(&history, none, (none, 100), false).is_empty(), "n1 released it");
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n3"), at_ns: 150 });
+        assert!(survival(&history, none, (previous, 100), false).is_empty());
+    }
+
+    #[test]
+    fn removes_are_undone_and_collected_tombstones_forgiven() {
+        let mut history = History::default();
+        write(&mut history, OpKind::Remove, 9, &["n1"]);
+        let older: &[(&str, Version)] = &[("n2", version(8, "n2"))];
+        let undone = survival(&history, older, (&[], 0), false);
+        assert_eq!(undone.len(), 1);
+        assert_eq!(undone[0].check, Check::UndoneRemove);
+        // The owner (n1) collected the tombstone; a stray older copy elsewhere remains.
+        assert!(survival(&history, older, (&[], 0), true).is_empty());
+        let on_owner: &[(&str, Version)] = &[("n1", version(8, "n2"))];
+        assert_eq!(survival(&history, on_owner, (&[], 0), true).len(), 1);
+    }
 }
