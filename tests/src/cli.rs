@@ -137,6 +137,9 @@ struct ReplayArgs {
     /// Print every client operation on this key (or listing with this pattern).
     #[arg(long)]
     key: Option<String>,
+    /// Run every cache node with this planted bug (see `mutants`).
+    #[arg(long)]
+    mutant: Option<cache::Mutant>,
     /// The liveness mode the seed ran with (all or majority).
     #[arg(long, default_value = "all")]
     liveness: cachesim::Liveness,
@@ -397,6 +400,7 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         },
     };
     config.trace = args.trace || args.key.is_some();
+    config.mutant = args.mutant;
     config.liveness = args.liveness;
     if let Err(problem) = config.validate() {
         eprintln!("error: {problem}");

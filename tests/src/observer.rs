@@ -2,11 +2,10 @@
 //! the cache) and judges two clauses over time rather than only at the end.
 //!
 //! - **Acknowledged writes survive** (`lost-write`, `undone-remove`), at every sample:
-//!   the newest QUORUM or ALL write acknowledged so far is still held (it or a newer
-//!   version) by some node, unless every node that held it at the previous sample (or
-//!   when it was acknowledged, if that was later) has lost its memory since. Copies
-//!   may move (rebalance hands a key over, then releases it), so only the copies of
-//!   the last sample vouch for a write: a copy released long ago says nothing.
+//!   every QUORUM or ALL write acknowledged so far is still held (it or a newer
+//!   version) by some node, unless every node that held it when it was acknowledged,
+//!   and every node that held it at the previous sample, has lost its memory since
+//!   (copies move: a node that took a key over vouches for it as well).
 //! - **Replication is restored** (`replication-lag`), inside quiet windows: a QUORUM
 //!   or ALL write acknowledged in the window, and (with read repair on) a QUORUM or ALL
 //!   read that returned a version there, is held by every owner within
@@ -110,12 +109,12 @@ impl Observer {
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
         assert!(now_ns >= self.previous_ns, "samples go forward in time");
         let holdings = holdings(cluster);
-        let newest_acked = newest_acked_writes(history, now_ns);
+        let acked = acked_writes(history, now_ns);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             let ring = cluster.ring();
             ring.lookup(key).iter().all(|owner| held.is_none_or(|held| !held.contains_key(owner)))
         };
-        self.check_survival(&holdings, &newest_acked, history, owners_hold_nothing);
+        self.check_survival(&holdings, &acked, history, owners_hold_nothing);
         if self.windows.at(now_ns).is_some() {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
@@ -171,51 +170,38 @@ impl Observer {
         }
     }
 
-    /// Lost writes: the newest acknowledged write of each key is still held somewhere,
-    /// unless every node that held it at the previous sample (or at its
-    /// acknowledgement, if later) lost its memory since.
+    /// Lost writes: every acknowledged write of each key is still held (it or a newer
+    /// version) somewhere, unless every node that held it at its acknowledgement or at
+    /// the previous sample lost its memory since. Older writes count too: a newer one
+    /// whose holders all crashed leaves the older one's promise standing.
     fn check_survival(
         &mut self,
         holdings: &Holdings,
-        newest: &BTreeMap<&str, &Op>,
+        acked: &BTreeMap<&str, Vec<&Op>>,
         history: &History,
         owners_hold_nothing: impl Fn(&str, Option<&BTreeMap<NodeId, Version>>) -> bool,
     ) {
-        let previous_ns = self.previous_ns;
         let mut found = Vec::new();
-        for (key, op) in newest {
-            let version = acked_version(op).expect("acknowledged writes have versions");
+        for (key, ops) in acked {
             let held = holdings.get(*key);
-            if held.and_then(|held| held.values().max()).is_some_and(|max| max >= version) {
-                continue;
-            }
-            let ack_ns = op.complete_ns.expect("acknowledged");
-            let vouchers: Vec<&NodeId> = if ack_ns > previous_ns {
-                op.holders.iter().filter(|node| !history.lost_memory_since(node, ack_ns)).collect()
-            } else {
-                self.previous
-                    .get(*key)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(node, held)| {
-                        *held >= version && !history.lost_memory_since(node, previous_ns)
-                    })
-                    .map(|(node, _)| node)
-                    .collect()
-            };
-            let Some(keeper) = vouchers.first() else { continue };
+            let newest_held = held.and_then(|held| held.values().max());
+            let unheld = ops.iter().take_while(|op| {
+                newest_held.is_none_or(|newest| newest < acked_version(op).expect("acked"))
+            });
+            let lost = unheld.filter_map(|op| Some((*op, self.voucher(op, history)?))).next();
+            let Some((op, keeper)) = lost else { continue };
             // A later remove (at any level) or an expiry may have left a tombstone that
             // the owners have collected since (a stray copy elsewhere may be older).
             if self.settings.tombstones_collected && owners_hold_nothing(key, held) {
                 continue;
             }
+            let version = acked_version(op).expect("acked");
             let check = if matches!(op.kind, OpKind::Remove) {
                 Check::UndoneRemove
             } else {
                 Check::LostWrite
             };
-            let newest_held = held
-                .and_then(|held| held.values().max())
+            let newest_held = newest_held
                 .map_or_else(|| "nothing".to_string(), |v| format!("{}:{}", v.counter, v.origin));
             let message = format!(
                 "{key} acknowledged @{}:{} was held by {keeper}, which kept its memory, but the newest version any node holds is {newest_held}",
@@ -227,6 +213,20 @@ impl Observer {
         for (check, subject, message, ops) in found {
             self.report(check, subject, message, ops);
         }
+    }
+
+    /// A node that held `op`'s write (or newer) at its acknowledgement or at the
+    /// previous sample and has not lost its memory since.
+    fn voucher(&self, op: &Op, history: &History) -> Option<NodeId> {
+        let version = acked_version(op).expect("acked");
+        let ack_ns = op.complete_ns.expect("acked");
+        let at_ack = op.holders.iter().find(|node| !history.lost_memory_since(node, ack_ns));
+        let at_previous = || {
+            self.previous.get(&op.key).into_iter().flatten().find(|(node, held)| {
+                *held >= version && !history.lost_memory_since(node, self.previous_ns)
+            })
+        };
+        at_ack.or_else(|| at_previous().map(|(node, _)| node)).cloned()
     }
 
     /// Replication lag: inside a quiet window, writes acknowledged and reads answered
@@ -327,23 +327,22 @@ fn acked_version(op: &Op) -> Option<&Version> {
     }
 }
 
-/// Per key, the newest QUORUM or ALL write acknowledged by `now_ns`.
-fn newest_acked_writes(history: &History, now_ns: u64) -> BTreeMap<&str, &Op> {
-    let mut newest: BTreeMap<&str, &Op> = BTreeMap::new();
+/// Per key, the QUORUM and ALL writes acknowledged by `now_ns`, newest first.
+fn acked_writes(history: &History, now_ns: u64) -> BTreeMap<&str, Vec<&Op>> {
+    let mut acked: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in &history.ops {
         if !op.is_write() || op.consistency == Consistency::One {
             continue;
         }
-        if op.complete_ns.is_none_or(|done| done > now_ns) {
+        if op.complete_ns.is_none_or(|done| done > now_ns) || acked_version(op).is_none() {
             continue;
         }
-        let Some(version) = acked_version(op) else { continue };
-        let older = newest.get(op.key.as_str()).and_then(|other| acked_version(other));
-        if older.is_none_or(|older| version > older) {
-            newest.insert(op.key.as_str(), op);
-        }
+        acked.entry(op.key.as_str()).or_default().push(op);
     }
-    newest
+    for ops in acked.values_mut() {
+        ops.sort_by(|a, b| acked_version(b).cmp(&acked_version(a)));
+    }
+    acked
 }
 
 #[cfg(test)]
@@ -387,11 +386,11 @@ mod tests {
         let mut observer = observer(tombstones_collected);
         observer.previous = holdings(previous.0);
         observer.previous_ns = previous.1;
-        let newest = newest_acked_writes(history, u64::MAX);
+        let acked = acked_writes(history, u64::MAX);
         let owners_hold_nothing = |_: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             held.is_none_or(|held| !held.contains_key(&id("n1")))
         };
-        observer.check_survival(&holdings(now), &newest, history, owners_hold_nothing);
+        observer.check_survival(&holdings(now), &acked, history, owners_hold_nothing);
         observer.into_violations()
     }
 
@@ -439,18 +438,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_copies_of_the_previous_sample_vouch() {
+    fn holders_at_the_ack_and_at_the_previous_sample_vouch() {
         let mut history = History::default();
         write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1"]);
         let none: &[(&str, Version)] = &[];
-        // Acknowledged before the previous sample: the holders then vouch, not n1.
+        assert_eq!(survival(&history, none, (none, 100), false).len(), 1, "n1 dropped it");
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
+        assert!(survival(&history, none, (none, 100), false).is_empty(), "n1 lost it");
+        // The copy moved to n3 before n1 lost its memory: n3 vouches for it.
         let previous: &[(&str, Version)] = &[("n3", version(5, "n1"))];
         let lost = survival(&history, none, (previous, 100), false);
         assert_eq!(lost.len(), 1, "n3 dropped it without losing its memory");
         assert!(lost[0].message.contains("held by n3"), "{}", lost[0]);
-        assert!(survival(&history, none, (none, 100), false).is_empty(), "n1 released it");
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n3"), at_ns: 150 });
         assert!(survival(&history, none, (previous, 100), false).is_empty());
+    }
+
+    #[test]
+    fn an_older_write_stands_when_the_newer_one_is_lost() {
+        let mut history = History::default();
+        write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1"]);
+        write(&mut history, OpKind::Set { value: "b".into(), ttl_ms: None }, 6, &["n2"]);
+        history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 50 });
+        let lost = survival(&history, &[("n3", version(4, "n3"))], (&[], 0), false);
+        assert_eq!(lost.len(), 1);
+        assert!(lost[0].message.contains("@5:n1"), "{}", lost[0]);
     }
 
     #[test]
