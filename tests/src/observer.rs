@@ -4,8 +4,8 @@
 //! - **Acknowledged writes survive** (`lost-write`, `undone-remove`), at every sample:
 //!   every QUORUM or ALL write acknowledged so far is still held (it or a newer
 //!   version) by some node, unless every node that held it when it was acknowledged,
-//!   and every node that held it at the previous sample, has lost its memory since
-//!   (copies move: a node that took a key over vouches for it as well).
+//!   and every node seen holding it at a sample, has lost its memory since (copies
+//!   move: a node that took a key over vouches for it as well).
 //! - **Replication is restored** (`replication-lag`), inside quiet windows: a QUORUM
 //!   or ALL write acknowledged in the window, and (with read repair on) a QUORUM or ALL
 //!   read that returned a version there, is held by every owner within
@@ -76,9 +76,11 @@ pub(crate) struct Observer {
     windows: QuietWindows,
     /// The crashes, pauses and restarts of the plan.
     outages: Outages,
-    /// What every running node held at the previous sample, and when that was.
-    previous: Holdings,
-    previous_ns: u64,
+    /// Per key, per node: the newest version the node was seen holding since it last
+    /// lost its memory.
+    seen: Holdings,
+    /// Memory losses of the history already applied to `seen`.
+    losses_applied: usize,
     /// (check, subject) already reported, so that one fault is reported once.
     reported: BTreeSet<(Check, String)>,
     violations: Vec<Violation>,
@@ -98,8 +100,8 @@ impl Observer {
             settings,
             windows,
             outages,
-            previous: Holdings::new(),
-            previous_ns: 0,
+            seen: Holdings::new(),
+            losses_applied: 0,
             reported: BTreeSet::new(),
             violations: Vec::new(),
         }
@@ -107,8 +109,8 @@ impl Observer {
 
     /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
-        assert!(now_ns >= self.previous_ns, "samples go forward in time");
         let holdings = holdings(cluster);
+        self.see(&holdings, history);
         let acked = acked_writes(history, now_ns);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             let ring = cluster.ring();
@@ -119,8 +121,26 @@ impl Observer {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
         self.check_detector(now_ns, cluster, history);
-        self.previous = holdings;
-        self.previous_ns = now_ns;
+    }
+
+    /// Forgets what the nodes that lost their memory since the last sample held, then
+    /// notes what every node holds now.
+    fn see(&mut self, holdings: &Holdings, history: &History) {
+        for loss in &history.memory_losses[self.losses_applied..] {
+            for held in self.seen.values_mut() {
+                held.remove(&loss.node);
+            }
+        }
+        self.losses_applied = history.memory_losses.len();
+        for (key, held) in holdings {
+            let seen = self.seen.entry(key.clone()).or_default();
+            for (node, version) in held {
+                let known = seen.entry(node.clone()).or_insert_with(|| version.clone());
+                if version > known {
+                    *known = version.clone();
+                }
+            }
+        }
     }
 
     /// Failure detection: a node crashed for longer than the detector's bound is off
@@ -172,7 +192,7 @@ impl Observer {
 
     /// Lost writes: every acknowledged write of each key is still held (it or a newer
     /// version) somewhere, unless every node that held it at its acknowledgement or at
-    /// the previous sample lost its memory since. Older writes count too: a newer one
+    /// any sample lost its memory since. Older writes count too: a newer one
     /// whose holders all crashed leaves the older one's promise standing.
     fn check_survival(
         &mut self,
@@ -215,18 +235,16 @@ impl Observer {
         }
     }
 
-    /// A node that held `op`'s write (or newer) at its acknowledgement or at the
-    /// previous sample and has not lost its memory since.
+    /// A node that held `op`'s write (or newer) at its acknowledgement, or at any
+    /// sample since, and has not lost its memory since. (A copy handed over and then
+    /// released still vouches: the contract lets a write go only when every node that
+    /// held it lost its memory, which a release without a hand-off breaks.)
     fn voucher(&self, op: &Op, history: &History) -> Option<NodeId> {
         let version = acked_version(op).expect("acked");
         let ack_ns = op.complete_ns.expect("acked");
         let at_ack = op.holders.iter().find(|node| !history.lost_memory_since(node, ack_ns));
-        let at_previous = || {
-            self.previous.get(&op.key).into_iter().flatten().find(|(node, held)| {
-                *held >= version && !history.lost_memory_since(node, self.previous_ns)
-            })
-        };
-        at_ack.or_else(|| at_previous().map(|(node, _)| node)).cloned()
+        let seen = || self.seen.get(&op.key)?.iter().find(|(_, held)| *held >= version);
+        at_ack.or_else(|| seen().map(|(node, _)| node)).cloned()
     }
 
     /// Replication lag: inside a quiet window, writes acknowledged and reads answered
@@ -375,17 +393,17 @@ mod tests {
         holdings
     }
 
-    /// The violations one survival check finds, on a fresh observer whose previous
-    /// sample (at `previous_ns`) is `previous`.
+    /// The violations one survival check finds, on a fresh observer that saw
+    /// `earlier` at a sample before every memory loss of `history`, and sees `now`.
     fn survival(
         history: &History,
         now: &[(&str, Version)],
-        previous: (&[(&str, Version)], u64),
+        earlier: &[(&str, Version)],
         tombstones_collected: bool,
     ) -> Vec<Violation> {
         let mut observer = observer(tombstones_collected);
-        observer.previous = holdings(previous.0);
-        observer.previous_ns = previous.1;
+        observer.see(&holdings(earlier), &History::default());
+        observer.see(&holdings(now), history);
         let acked = acked_writes(history, u64::MAX);
         let owners_hold_nothing = |_: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             held.is_none_or(|held| !held.contains_key(&id("n1")))
@@ -405,18 +423,18 @@ mod tests {
         let mut history = History::default();
         write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1", "n2"]);
         let none: &[(&str, Version)] = &[];
-        assert!(survival(&history, &[("n3", version(6, "n3"))], (none, 0), false).is_empty());
-        assert!(survival(&history, &[("n1", version(5, "n1"))], (none, 0), false).is_empty());
-        let lost = survival(&history, &[("n3", version(4, "n3"))], (none, 0), false);
+        assert!(survival(&history, &[("n3", version(6, "n3"))], none, false).is_empty());
+        assert!(survival(&history, &[("n1", version(5, "n1"))], none, false).is_empty());
+        let lost = survival(&history, &[("n3", version(4, "n3"))], none, false);
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].check, Check::LostWrite);
         assert!(lost[0].message.contains("held by n1"), "{}", lost[0]);
         // One holder lost its memory: the other still vouches for the write.
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
-        assert_eq!(survival(&history, none, (none, 0), false).len(), 1);
+        assert_eq!(survival(&history, none, none, false).len(), 1);
         // Both lost it: the contract promises nothing.
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 60 });
-        assert!(survival(&history, none, (none, 0), false).is_empty());
+        assert!(survival(&history, none, none, false).is_empty());
     }
 
     #[test]
@@ -434,24 +452,24 @@ mod tests {
         history.complete(index, 10, acked, vec![id("n1")]);
         let index = history.invoke(0, id("n1"), "k".into(), OpKind::Remove, Consistency::All, 20);
         history.complete(index, 30, Outcome::Failed("quorum".into()), vec![id("n1")]);
-        assert!(survival(&history, &[], (&[], 0), false).is_empty());
+        assert!(survival(&history, &[], &[], false).is_empty());
     }
 
     #[test]
-    fn holders_at_the_ack_and_at_the_previous_sample_vouch() {
+    fn holders_at_the_ack_and_at_any_sample_vouch() {
         let mut history = History::default();
         write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1"]);
         let none: &[(&str, Version)] = &[];
-        assert_eq!(survival(&history, none, (none, 100), false).len(), 1, "n1 dropped it");
+        assert_eq!(survival(&history, none, none, false).len(), 1, "n1 dropped it");
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n1"), at_ns: 50 });
-        assert!(survival(&history, none, (none, 100), false).is_empty(), "n1 lost it");
+        assert!(survival(&history, none, none, false).is_empty(), "n1 lost it");
         // The copy moved to n3 before n1 lost its memory: n3 vouches for it.
-        let previous: &[(&str, Version)] = &[("n3", version(5, "n1"))];
-        let lost = survival(&history, none, (previous, 100), false);
+        let earlier: &[(&str, Version)] = &[("n3", version(5, "n1"))];
+        let lost = survival(&history, none, earlier, false);
         assert_eq!(lost.len(), 1, "n3 dropped it without losing its memory");
         assert!(lost[0].message.contains("held by n3"), "{}", lost[0]);
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n3"), at_ns: 150 });
-        assert!(survival(&history, none, (previous, 100), false).is_empty());
+        assert!(survival(&history, none, earlier, false).is_empty());
     }
 
     #[test]
@@ -460,7 +478,7 @@ mod tests {
         write(&mut history, OpKind::Set { value: "a".into(), ttl_ms: None }, 5, &["n1"]);
         write(&mut history, OpKind::Set { value: "b".into(), ttl_ms: None }, 6, &["n2"]);
         history.memory_losses.push(crate::history::MemoryLoss { node: id("n2"), at_ns: 50 });
-        let lost = survival(&history, &[("n3", version(4, "n3"))], (&[], 0), false);
+        let lost = survival(&history, &[("n3", version(4, "n3"))], &[], false);
         assert_eq!(lost.len(), 1);
         assert!(lost[0].message.contains("@5:n1"), "{}", lost[0]);
     }
@@ -470,12 +488,12 @@ mod tests {
         let mut history = History::default();
         write(&mut history, OpKind::Remove, 9, &["n1"]);
         let older: &[(&str, Version)] = &[("n2", version(8, "n2"))];
-        let undone = survival(&history, older, (&[], 0), false);
+        let undone = survival(&history, older, &[], false);
         assert_eq!(undone.len(), 1);
         assert_eq!(undone[0].check, Check::UndoneRemove);
         // The owner (n1) collected the tombstone; a stray older copy elsewhere remains.
-        assert!(survival(&history, older, (&[], 0), true).is_empty());
+        assert!(survival(&history, older, &[], true).is_empty());
         let on_owner: &[(&str, Version)] = &[("n1", version(8, "n2"))];
-        assert_eq!(survival(&history, on_owner, (&[], 0), true).len(), 1);
+        assert_eq!(survival(&history, on_owner, &[], true).len(), 1);
     }
 }
