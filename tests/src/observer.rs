@@ -152,7 +152,9 @@ impl Observer {
             .outages
             .crashes
             .iter()
-            .filter(|crash| crash.start_ns <= since_ns && now_ns < crash.end_ns)
+            .filter(|crash| {
+                crash.start_ns.saturating_add(bound_ns) <= now_ns && now_ns < crash.end_ns
+            })
             .map(|crash| (crash.node.clone(), crash.start_ns))
             .collect();
         // A node that is paused, or (re)started or joined within the bound, has not had
