@@ -157,14 +157,15 @@ impl Observer {
             })
             .map(|crash| (crash.node.clone(), crash.start_ns))
             .collect();
-        // A node that is paused, or (re)started or joined within the bound, has not had
-        // the time to decide.
+        // A node that is paused, or was paused, (re)started or joined within the bound,
+        // has not had the time to decide: a node that notices its own pause forgives
+        // its peers' silence and starts counting again.
         let outages = &self.outages;
         let excused = |node: &NodeId| {
             outages
                 .pauses
                 .iter()
-                .any(|p| p.node == *node && p.start_ns <= now_ns && now_ns < p.end_ns)
+                .any(|p| p.node == *node && p.start_ns <= now_ns && p.end_ns > since_ns)
                 || outages.restarts.iter().any(|r| r.node == *node && r.end_ns > since_ns)
                 || history.joins.iter().any(|(joined, at_ns)| joined == node && *at_ns > since_ns)
         };
