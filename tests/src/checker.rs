@@ -183,16 +183,19 @@ pub(crate) fn expired_reads(history: &History, skew_ns_max: u64) -> Vec<Violatio
     }
     let mut violations = Vec::new();
     for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
-        let Outcome::Ok { value: Some(value), .. } = &read.outcome else { continue };
-        let Some(set) = sets.get(&(read.key.as_str(), value.as_str())) else { continue };
-        let ttl_ns = set.ttl_ms().expect("a TTL set").saturating_mul(1_000_000);
-        // The set was versioned no later than its answer; a set whose client gave up
-        // may have been versioned any time later.
-        let Some(versioned_by_ns) =
-            set.complete_ns.filter(|_| matches!(set.outcome, Outcome::Ok { .. }))
-        else {
+        let Outcome::Ok { value: Some(value), version: read_version } = &read.outcome else {
             continue;
         };
+        let Some(set) = sets.get(&(read.key.as_str(), value.as_str())) else { continue };
+        // A set may be coordinated again, later, under another version (a forward that
+        // timed out): only the acknowledged version's expiry is known.
+        let Outcome::Ok { version: Some(acked), .. } = &set.outcome else { continue };
+        if read_version.as_ref() != Some(acked) {
+            continue;
+        }
+        let ttl_ns = set.ttl_ms().expect("a TTL set").saturating_mul(1_000_000);
+        // The acknowledged version was issued, and its expiry set, before the answer.
+        let versioned_by_ns = set.complete_ns.expect("acknowledged sets completed");
         let expired_by_ns = versioned_by_ns.saturating_add(ttl_ns).saturating_add(skew_ns_max);
         if read.invoke_ns > expired_by_ns && violations.len() < 20 {
             violations.push(Violation {
@@ -345,24 +348,36 @@ impl Availability {
 /// at least as many nodes as its level requires when the client gets the
 /// acknowledgement, counting every node that crashed while it ran as a holder.
 ///
-/// When tombstones are collected within the run (`tombstones_collected`), removes and
-/// sets with a TTL are not counted: a replica whose clock runs ahead may collect the
-/// tombstone (or the expired item) as soon as it arrives.
+/// When tombstones are collected within the run (`tombstones_collected`), a write is
+/// not counted if it, or a remove or TTL set of its key invoked before its
+/// acknowledgement (which may have superseded it), may have left a tombstone: a node
+/// whose clock runs ahead may collect it as soon as it arrives.
 pub(crate) fn under_replicated(
     history: &History,
     replication: usize,
     tombstones_collected: bool,
 ) -> Vec<Violation> {
+    // Per key, the earliest invocation of a remove or a TTL set.
+    let mut first_vanishing_ns: BTreeMap<&str, u64> = BTreeMap::new();
+    for op in
+        history.ops.iter().filter(|op| matches!(op.kind, OpKind::Remove) || op.ttl_ms().is_some())
+    {
+        let first = first_vanishing_ns.entry(op.key.as_str()).or_insert(op.invoke_ns);
+        *first = (*first).min(op.invoke_ns);
+    }
     let mut violations = Vec::new();
     for op in history.ops.iter().filter(|op| op.is_write() && op.consistency != Consistency::One) {
-        let collectable = matches!(op.kind, OpKind::Remove) || op.ttl_ms().is_some();
-        if tombstones_collected && collectable {
-            continue;
-        }
         let (Outcome::Ok { version: Some(_), .. }, Some(acked_ns)) = (&op.outcome, op.complete_ns)
         else {
             continue;
         };
+        // The write itself, or a remove or TTL set that may have superseded it before
+        // the acknowledgement, may have left a tombstone that was collected already.
+        let superseded_by_vanishing =
+            first_vanishing_ns.get(op.key.as_str()).is_some_and(|first| *first <= acked_ns);
+        if tombstones_collected && superseded_by_vanishing {
+            continue;
+        }
         let needed = op.consistency.required(replication);
         // Any node's crash meanwhile counts: the coordinator's view of the owners can
         // differ from the common ring while membership changes, and a node that
