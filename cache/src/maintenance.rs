@@ -3,18 +3,22 @@
 //!
 //! # Sweeps
 //!
-//! Every `sweep_interval_ms` (0 turns the loop off) a node sweeps its own store, by its
-//! own wall clock:
+//! Every `sweep_interval_ms` (0 turns the loop off) a node sweeps its own store:
 //!
-//! 1. Items whose expiry has passed become tombstones of the same version, dated at
-//!    their expiry ([`Store::sweep_expired`]; counted as `items_expired`). This is
+//! 1. Items whose expiry has passed by the node's wall clock become tombstones of the
+//!    same version, dated now by the node's monotonic clock ([`Store::sweep_expired`];
+//!    counted as `items_expired`). This is
 //!    local only: nothing is sent to the other owners, which hold the same absolute
 //!    expiry and expire their copies by themselves. Only expired items are touched;
 //!    the reference's expiration loop, which removed every item cluster-wide (§2.20),
 //!    has no counterpart here. An expired item was invisible to reads already: the
 //!    sweep only reclaims it.
 //! 2. Tombstones at least `tombstone_ttl_ms` old are purged ([`Store::sweep_tombstones`];
-//!    counted as `tombstones_purged`); a TTL of 0 keeps them for ever.
+//!    counted as `tombstones_purged`); a TTL of 0 keeps them for ever. A tombstone's age
+//!    is counted on each node's monotonic clock from when that node stored it, never
+//!    from another node's wall clock: a delete coordinated by a node whose clock is
+//!    behind by more than the TTL would otherwise be collected everywhere on arrival,
+//!    and the value it deleted could come back (swarm 1232 found it).
 //!
 //! # The resurrection risk
 //!
@@ -27,8 +31,8 @@
 //! `hint_ttl_ms`, so that no hint outlives the tombstone that must refuse it; nothing
 //! bounds how long a replica may be away. As in the reference (§2.21), the remedy is
 //! operational: keep the TTL longer than any outage, or wipe a replica that was away
-//! longer before it rejoins. A wall clock set forward ages tombstones early, which
-//! makes the window wider; one set back keeps them longer, which is safe.
+//! longer before it rejoins. Clock skew and jumps do not change a tombstone's life:
+//! it is aged on the monotonic clock.
 //!
 //! # Drain
 //!
@@ -62,13 +66,19 @@ pub(crate) struct SweepReport {
     pub(crate) tombstones_purged: usize,
 }
 
-/// Sweeps `store` at `now_ms` (wall clock): expired items become tombstones, then the
-/// tombstones at least `tombstone_ttl_ms` old are purged (none when it is 0).
-pub(crate) fn sweep(store: &mut Store, now_ms: u64, tombstone_ttl_ms: u64) -> SweepReport {
+/// Sweeps `store` at `now_ms` (wall clock, for item expiry) and `local_ms` (the
+/// node's monotonic clock, for tombstone ages): expired items become tombstones, then
+/// the tombstones at least `tombstone_ttl_ms` old are purged (none when it is 0).
+pub(crate) fn sweep(
+    store: &mut Store,
+    now_ms: u64,
+    local_ms: u64,
+    tombstone_ttl_ms: u64,
+) -> SweepReport {
     let (items_before, tombstones_before) = (store.item_count(), store.tombstone_count());
-    let items_expired = store.sweep_expired(now_ms);
+    let items_expired = store.sweep_expired(now_ms, local_ms);
     let tombstones_purged =
-        if tombstone_ttl_ms == 0 { 0 } else { store.sweep_tombstones(now_ms, tombstone_ttl_ms) };
+        if tombstone_ttl_ms == 0 { 0 } else { store.sweep_tombstones(local_ms, tombstone_ttl_ms) };
     assert_eq!(store.item_count(), items_before - items_expired);
     assert_eq!(store.tombstone_count() + tombstones_purged, tombstones_before + items_expired);
     assert!(store.items(now_ms).count() == store.item_count(), "no expired item is left");
@@ -93,6 +103,7 @@ impl Inner {
     /// One sweep of the local store; counts what it removed.
     pub(crate) fn sweep_store(&self) -> SweepReport {
         let now_ms = self.runtime.wall_clock_ms();
+        let local_ms = self.elapsed_ms();
         let mut state = self.state.borrow_mut();
         let ttl_ms = self.options.tombstone_ttl_ms();
         let ttl_ms = if self.mutant(crate::Mutant::TombstonesSweptAtOnce) {
@@ -104,10 +115,11 @@ impl Inner {
         };
         let report = if self.mutant(crate::Mutant::TtlNeverExpires) {
             // The canary: no item ever expires; tombstones are purged as usual.
-            let purged = if ttl_ms == 0 { 0 } else { state.store.sweep_tombstones(now_ms, ttl_ms) };
+            let purged =
+                if ttl_ms == 0 { 0 } else { state.store.sweep_tombstones(local_ms, ttl_ms) };
             SweepReport { items_expired: 0, tombstones_purged: purged }
         } else {
-            sweep(&mut state.store, now_ms, ttl_ms)
+            sweep(&mut state.store, now_ms, local_ms, ttl_ms)
         };
         state.metrics.items_expired += report.items_expired as u64;
         state.metrics.tombstones_purged += report.tombstones_purged as u64;
@@ -170,13 +182,13 @@ mod tests {
         apply(&mut store, "expired", item(Some(100)));
         apply(&mut store, "later", item(Some(10_000)));
         apply(&mut store, "forever", item(None));
-        let report = sweep(&mut store, 100, 60_000);
+        let report = sweep(&mut store, 100, 100, 60_000);
         assert_eq!(report, SweepReport { items_expired: 1, tombstones_purged: 0 });
         let tombstone = Tombstone { version: version(1), deleted_at_ms: 100 };
         assert_eq!(store.entry("expired"), Some(&Entry::Tombstone(tombstone)));
         assert!(store.get("later", 100).is_some());
         assert!(store.get("forever", 100).is_some());
-        assert_eq!(sweep(&mut store, 100, 60_000), SweepReport::default(), "nothing twice");
+        assert_eq!(sweep(&mut store, 100, 100, 60_000), SweepReport::default(), "nothing twice");
     }
 
     #[test]
@@ -187,22 +199,30 @@ mod tests {
         apply(&mut store, "old", Entry::Tombstone(old));
         apply(&mut store, "young", Entry::Tombstone(young));
         apply(&mut store, "item", item(None));
-        assert_eq!(sweep(&mut store, 10_999, 10_000).tombstones_purged, 0);
-        assert_eq!(sweep(&mut store, 11_000, 10_000).tombstones_purged, 1, "at exactly the ttl");
+        assert_eq!(sweep(&mut store, 10_999, 10_999, 10_000).tombstones_purged, 0);
+        assert_eq!(
+            sweep(&mut store, 11_000, 11_000, 10_000).tombstones_purged,
+            1,
+            "at exactly the ttl"
+        );
         assert!(store.entry("old").is_none());
         assert!(store.entry("young").is_some());
         assert!(store.get("item", 11_000).is_some());
         // A TTL of 0 keeps tombstones for ever.
-        assert_eq!(sweep(&mut store, u64::MAX, 0).tombstones_purged, 0);
+        assert_eq!(sweep(&mut store, u64::MAX, u64::MAX, 0).tombstones_purged, 0);
         assert!(store.entry("young").is_some());
     }
 
     #[test]
-    fn an_item_expired_long_ago_is_purged_in_the_same_sweep() {
+    fn a_tombstone_lives_its_ttl_from_when_this_node_stored_it() {
         let mut store = Store::new(16);
         apply(&mut store, "k", item(Some(100)));
-        let report = sweep(&mut store, 20_000, 10_000);
-        assert_eq!(report, SweepReport { items_expired: 1, tombstones_purged: 1 });
+        // Expired long ago by the wall clock, yet kept a full TTL on the local clock:
+        // the wall clock of whoever set the expiry says nothing of this node's time.
+        let report = sweep(&mut store, 20_000, 5_000, 10_000);
+        assert_eq!(report, SweepReport { items_expired: 1, tombstones_purged: 0 });
+        assert_eq!(sweep(&mut store, 90_000, 14_999, 10_000).tombstones_purged, 0);
+        assert_eq!(sweep(&mut store, 0, 15_000, 10_000).tombstones_purged, 1);
         assert!(store.is_empty());
     }
 }

@@ -23,7 +23,7 @@ use crate::options::Options;
 use crate::rebalance::Rebalancer;
 use crate::ring::Ring;
 use crate::runtime::{LocalBoxFuture, Runtime, TaskGuard, Transport, TransportError};
-use crate::store::{Apply, Entry, Item, Store};
+use crate::store::{Apply, Entry, Item, Store, Tombstone};
 use crate::version::{LamportClock, Version};
 
 /// What a node needs to start.
@@ -322,6 +322,14 @@ impl Inner {
     /// The receiver's check, for every path: apply only if newer, and let the clock
     /// jump past the version (the Lamport receive rule).
     pub(crate) fn apply_local(&self, key: &str, entry: Entry) -> Result<Apply, Error> {
+        // A tombstone ages from when this node stores it, on its own monotonic clock
+        // (see `Tombstone::deleted_at_ms`), whatever the sender's clock said.
+        let entry = match entry {
+            Entry::Tombstone(tombstone) => {
+                Entry::Tombstone(Tombstone { deleted_at_ms: self.elapsed_ms(), ..tombstone })
+            }
+            item @ Entry::Item(_) => item,
+        };
         let mut state = self.state.borrow_mut();
         if !self.mutant(crate::Mutant::NoLamportReceive) {
             state.clock.observe(entry.version());

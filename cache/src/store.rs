@@ -97,8 +97,12 @@ impl Item {
 pub struct Tombstone {
     /// The delete's version.
     pub version: Version,
-    /// When the key was deleted (or expired), in wall-clock milliseconds: the
-    /// tombstone's age for [`Store::sweep_tombstones`].
+    /// When this node stored the tombstone (or its item expired here), in the node's
+    /// own monotonic milliseconds: the tombstone's age for [`Store::sweep_tombstones`].
+    /// Local on purpose: a tombstone dated by another node's wall clock (behind by
+    /// more than the tombstone TTL, say) would be collected on arrival, and an older
+    /// write it must refuse could come back. Each node stamps the tombstones it
+    /// stores; a value received from a peer is replaced.
     pub deleted_at_ms: u64,
 }
 
@@ -241,20 +245,21 @@ impl Store {
         Some(dropped)
     }
 
-    /// Turns every item expired at `now_ms` into a tombstone of the same version, dated
-    /// at its expiry; returns how many. Local only: nothing is sent to other owners,
-    /// which expire their copies at the same time. The tombstone keeps an older,
-    /// unexpired version of the key (from a late hint or a stale replica) from coming
-    /// back.
-    pub fn sweep_expired(&mut self, now_ms: u64) -> usize {
+    /// Turns every item expired at `now_ms` (wall clock) into a tombstone of the same
+    /// version, dated `stored_at_ms` (the node's monotonic clock, see
+    /// [`Tombstone::deleted_at_ms`]); returns how many. Local only: nothing is sent to
+    /// other owners, which expire their copies at the same time. The tombstone keeps
+    /// an older, unexpired version of the key (from a late hint or a stale replica)
+    /// from coming back.
+    pub fn sweep_expired(&mut self, now_ms: u64, stored_at_ms: u64) -> usize {
         let mut expired_count = 0;
         for entry in self.entries.values_mut() {
             let Entry::Item(item) = entry else { continue };
-            let Some(expires_at_ms) = item.expires_at_ms.filter(|&at_ms| at_ms <= now_ms) else {
+            if item.expires_at_ms.is_none_or(|at_ms| at_ms > now_ms) {
                 continue;
-            };
+            }
             let version = item.version.clone();
-            *entry = Entry::Tombstone(Tombstone { version, deleted_at_ms: expires_at_ms });
+            *entry = Entry::Tombstone(Tombstone { version, deleted_at_ms: stored_at_ms });
             expired_count += 1;
         }
         self.tombstone_count += expired_count;
@@ -262,7 +267,8 @@ impl Store {
         expired_count
     }
 
-    /// Removes the tombstones at least `ttl_ms` old at `now_ms`; returns how many.
+    /// Removes the tombstones at least `ttl_ms` old at `now_ms` (the node's monotonic
+    /// clock, as [`Tombstone::deleted_at_ms`]); returns how many.
     ///
     /// # Panics
     ///
@@ -441,8 +447,8 @@ mod tests {
         let _ = store.apply("short", Entry::Item(short)).unwrap();
         let _ = store.apply("long", Entry::Item(long)).unwrap();
         let _ = store.apply("forever", item("f", 5)).unwrap();
-        assert_eq!(store.sweep_expired(10), 1);
-        assert_eq!(store.sweep_expired(10), 0);
+        assert_eq!(store.sweep_expired(10, 10), 1);
+        assert_eq!(store.sweep_expired(10, 10), 0);
         assert_eq!(value(&store, "long", 10).as_deref(), Some("l"));
         assert_eq!(value(&store, "forever", 10).as_deref(), Some("f"));
         assert_eq!(store.entry("short"), Some(&tombstone(5, 10)));

@@ -188,9 +188,10 @@ impl Inner {
             WriteOp::Set { value, ttl: None } => {
                 Entry::Item(Item::new(value.clone(), version.clone()))
             }
-            WriteOp::Remove => {
-                Entry::Tombstone(Tombstone { version: version.clone(), deleted_at_ms: now_ms })
-            }
+            WriteOp::Remove => Entry::Tombstone(Tombstone {
+                version: version.clone(),
+                deleted_at_ms: self.elapsed_ms(),
+            }),
         };
         let outcome = state.store.apply(key, entry.clone())?;
         assert!(outcome.is_applied(), "a fresh version is newer than anything held");

@@ -110,13 +110,19 @@ impl Observer {
     /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
         let holdings = holdings(cluster);
+        if std::env::var("OBS_DEBUG").is_ok() && (9_500_000_000..12_500_000_000).contains(&now_ns) {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("OBS {now_ns} {:?}", holdings.get("k0"));
+            }
+        }
         self.see(&holdings, history);
         let acked = acked_writes(history, now_ns);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             let ring = cluster.ring();
             ring.lookup(key).iter().all(|owner| held.is_none_or(|held| !held.contains_key(owner)))
         };
-        self.check_survival(&holdings, &acked, history, owners_hold_nothing);
+        self.check_survival(now_ns, &holdings, &acked, history, owners_hold_nothing);
         if self.windows.at(now_ns).is_some() {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
@@ -199,6 +205,7 @@ impl Observer {
     /// whose holders all crashed leaves the older one's promise standing.
     fn check_survival(
         &mut self,
+        now_ns: u64,
         holdings: &Holdings,
         acked: &BTreeMap<&str, Vec<&Op>>,
         history: &History,
@@ -227,8 +234,10 @@ impl Observer {
             let newest_held = newest_held
                 .map_or_else(|| "nothing".to_string(), |v| format!("{}:{}", v.counter, v.origin));
             let message = format!(
-                "{key} acknowledged @{}:{} was held by {keeper}, which kept its memory, but the newest version any node holds is {newest_held}",
-                version.counter, version.origin
+                "{key} acknowledged @{}:{} was held by {keeper}, which kept its memory, but at {:.3}s the newest version any node holds is {newest_held}",
+                version.counter,
+                version.origin,
+                now_ns as f64 / 1e9
             );
             let subject = format!("{key}@{}:{}", version.counter, version.origin);
             found.push((check, subject, message, related_ops(history, op)));
@@ -411,7 +420,7 @@ mod tests {
         let owners_hold_nothing = |_: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             held.is_none_or(|held| !held.contains_key(&id("n1")))
         };
-        observer.check_survival(&holdings(now), &acked, history, owners_hold_nothing);
+        observer.check_survival(0, &holdings(now), &acked, history, owners_hold_nothing);
         observer.into_violations()
     }
 
