@@ -217,10 +217,15 @@ pub(crate) fn expired_reads(history: &History, skew_ns_max: u64) -> Vec<Violatio
 /// (R + W > N), returns that write's version or a newer one. A read that finds nothing
 /// is stale unless a remove of the key was under way. A node losing its memory between
 /// the write and the read excuses the read (the write may be lost legitimately).
+///
+/// Without rebalance (`rebalance` false), a write acknowledged while the ring was
+/// changing may stay on nodes that are not its owners once the ring settles: only
+/// writes acknowledged inside a quiet window are then promised.
 pub(crate) fn stale_reads(
     history: &History,
     replication: usize,
     windows: &QuietWindows,
+    rebalance: bool,
 ) -> Vec<Violation> {
     let meets = |read: Consistency, write: Consistency| {
         read.required(replication) + write.required(replication) > replication
@@ -241,6 +246,9 @@ pub(crate) fn stale_reads(
             .iter()
             .filter(|write| meets(read.consistency, write.consistency))
             .filter(|write| write.complete_ns.is_some_and(|done| done < read.invoke_ns))
+            .filter(|write| {
+                rebalance || windows.at(write.complete_ns.expect("completed")).is_some()
+            })
             .filter_map(|write| match &write.outcome {
                 Outcome::Ok { version: Some(version), .. } => Some((*write, version)),
                 _ => None,

@@ -110,12 +110,6 @@ impl Observer {
     /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
         let holdings = holdings(cluster);
-        if std::env::var("OBS_DEBUG").is_ok() && (9_500_000_000..12_500_000_000).contains(&now_ns) {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("OBS {now_ns} {:?}", holdings.get("k0"));
-            }
-        }
         self.see(&holdings, history);
         let acked = acked_writes(history, now_ns);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {

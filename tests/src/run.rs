@@ -400,7 +400,8 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
         config.replication,
         knobs.collects_tombstones(),
     ));
-    safety.extend(checker::stale_reads(history, config.replication, &windows));
+    let rebalance = knobs.runs(RepairPath::Rebalance);
+    safety.extend(checker::stale_reads(history, config.replication, &windows, rebalance));
     let run_time = config.fault_phase + config.quiet;
     safety.extend(checker::expired_reads(history, skew_ns_max(plan, run_time)));
     let state = FinalState::read(cluster);
@@ -492,7 +493,10 @@ fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
     if knobs.runs(RepairPath::AntiEntropy) {
         return true;
     }
-    let crashed = plan.episodes.iter().any(|episode| matches!(episode.fault, Fault::Crash { .. }));
+    let crashed = plan
+        .episodes
+        .iter()
+        .any(|episode| matches!(episode.fault, Fault::Crash { .. } | Fault::Drain { .. }));
     let hints_lost = cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| {
         let m = node.metrics().counters;
         m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
