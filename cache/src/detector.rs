@@ -307,6 +307,7 @@ impl Inner {
         // Drawn even with the loop off: peers still read it in acks.
         let boot_id = inner.runtime.random_u64();
         inner.detector.borrow_mut().boot_id_set(boot_id);
+        inner.state.borrow_mut().clock.set_boot(boot_id);
         let interval_ms = inner.options.heartbeat_interval_ms();
         Inner::spawn_periodic(inner, "heartbeat", interval_ms, |inner| {
             Box::pin(async move { Inner::heartbeat_round(&inner).await })

@@ -20,8 +20,8 @@
 //!
 //! # What is hashed
 //!
-//! Each entry, tombstones included, contributes its key and its version (counter and
-//! origin), length-prefixed so that no two lists of entries encode to the same bytes.
+//! Each entry, tombstones included, contributes its key and its version (counter,
+//! origin and boot), length-prefixed so that no two lists of entries encode to the same bytes.
 //! The value and the kind (item or tombstone) are not hashed: a version names one write,
 //! so equal versions mean equal writes. The one exception, an expired item and the
 //! tombstone it is swept into (same version), is the same state seen before and after a
@@ -244,7 +244,7 @@ pub fn root_of(leaves: &[MerkleHash]) -> MerkleHash {
 }
 
 /// `SHA-256(0x00 ‖ entries)`, each entry as key length (u32, big-endian), key, counter
-/// (u64, big-endian), origin length (u32, big-endian), origin.
+/// (u64, big-endian), origin length (u32, big-endian), origin, boot (u64, big-endian).
 fn leaf_hash(entries: &[(&str, &Version)]) -> MerkleHash {
     let mut hasher = Sha256::new();
     hasher.update([LEAF_PREFIX]);
@@ -255,6 +255,7 @@ fn leaf_hash(entries: &[(&str, &Version)]) -> MerkleHash {
         let origin = version.origin.as_bytes();
         hasher.update(len_u32(origin.len()).to_be_bytes());
         hasher.update(origin);
+        hasher.update(version.boot.to_be_bytes());
     }
     MerkleHash(hasher.finalize().into())
 }

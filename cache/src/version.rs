@@ -16,19 +16,27 @@ use crate::node_id::NodeId;
 /// Versions are totally ordered, and greater means newer. The counter decides first. On
 /// equal counters the *smaller* origin id is newer, the reference's tie-break
 /// (`chooseNewer`, §2.7), so that ported tie-break tests keep their meaning. Two
-/// versions are equal only when both the counter and the origin are.
+/// versions are equal only when the counter, the origin and the boot are.
+///
+/// The boot is the issuing node's boot id, the last tie-break: a node that restarts
+/// loses its counter with its memory, and with its clock set back it can issue a
+/// counter it issued before the crash. Without the boot, two different writes would
+/// share one version, replicas holding either would each refuse the other, and a
+/// read could pair one write's value with the other's version (swarm 6919 found it).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Version {
     /// The Lamport counter.
     pub counter: u64,
     /// The node that issued the version.
     pub origin: NodeId,
+    /// The issuing node's boot id (0 for versions made by hand).
+    pub boot: u64,
 }
 
 impl Version {
-    /// A version from its parts.
+    /// A version from its parts, with boot 0.
     pub fn new(counter: u64, origin: NodeId) -> Version {
-        Version { counter, origin }
+        Version { counter, origin, boot: 0 }
     }
 
     /// Whether `self` wins over `other` under last-write-wins.
@@ -36,17 +44,20 @@ impl Version {
         self > other
     }
 
-    /// Whether `self` and `other` differ only by origin: a concurrent write that the
-    /// origin tie-break decides (counted as a tie-break in the metrics).
+    /// Whether `self` and `other` differ but share a counter: a concurrent write that
+    /// the origin (or boot) tie-break decides (counted as a tie-break in the metrics).
     pub fn ties_with(&self, other: &Version) -> bool {
-        self.counter == other.counter && self.origin != other.origin
+        self.counter == other.counter && self != other
     }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Version) -> Ordering {
         // Reversed origin: on a tie the smaller id is the greater (newer) version.
-        self.counter.cmp(&other.counter).then_with(|| other.origin.cmp(&self.origin))
+        self.counter
+            .cmp(&other.counter)
+            .then_with(|| other.origin.cmp(&self.origin))
+            .then_with(|| self.boot.cmp(&other.boot))
     }
 }
 
@@ -58,7 +69,11 @@ impl PartialOrd for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.counter, self.origin)
+        write!(f, "{}@{}", self.counter, self.origin)?;
+        if self.boot != 0 {
+            write!(f, "#{:x}", self.boot)?;
+        }
+        Ok(())
     }
 }
 
@@ -81,6 +96,7 @@ impl fmt::Debug for Version {
 pub struct LamportClock {
     node: NodeId,
     counter: u64,
+    boot: u64,
 }
 
 impl LamportClock {
@@ -92,7 +108,14 @@ impl LamportClock {
     /// A clock for `node` whose next version is above `counter` (a restarted node can
     /// resume from a persisted counter).
     pub fn starting_at(node: NodeId, counter: u64) -> LamportClock {
-        LamportClock { node, counter }
+        LamportClock { node, counter, boot: 0 }
+    }
+
+    /// Stamps every version issued from now on with `boot`, the node's boot id, so
+    /// that a restarted node never issues a version it issued before (see
+    /// [`Version::boot`]).
+    pub fn set_boot(&mut self, boot: u64) {
+        self.boot = boot;
     }
 
     /// The node this clock issues versions for.
@@ -114,7 +137,7 @@ impl LamportClock {
     pub fn tick(&mut self) -> Version {
         assert!(self.counter < u64::MAX, "lamport counter of `{}` overflowed", self.node);
         self.counter += 1;
-        let version = Version::new(self.counter, self.node.clone());
+        let version = Version { counter: self.counter, origin: self.node.clone(), boot: self.boot };
         assert!(version.counter > 0);
         version
     }
@@ -139,6 +162,21 @@ mod tests {
 
     fn version(counter: u64, origin: &str) -> Version {
         Version::new(counter, id(origin))
+    }
+
+    #[test]
+    fn a_restarted_node_never_reissues_a_version() {
+        let mut before = LamportClock::new(id("n1"));
+        before.set_boot(1);
+        let first = before.tick();
+        // Restarted with its memory lost: the same counter again, another boot.
+        let mut after = LamportClock::new(id("n1"));
+        after.set_boot(2);
+        let second = after.tick();
+        assert_eq!(first.counter, second.counter);
+        assert_ne!(first, second);
+        assert!(first.ties_with(&second));
+        assert_eq!(first.cmp(&second), second.cmp(&first).reverse());
     }
 
     #[test]
