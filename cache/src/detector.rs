@@ -399,10 +399,12 @@ impl Inner {
         }
         let timeout = Duration::from_millis(inner.options.probe_timeout_ms());
         let ping = MembershipRequest::Ping { from: inner.self_entry(), target: target.clone() };
+        let sent_ms = inner.elapsed_ms();
         let response =
             inner.transport.call(&target.address, PeerRequest::Membership(ping), timeout).await;
         if let Ok(PeerResponse::Membership(MembershipResponse::Ack(ack))) = response
             && ack.from.id == target.id
+            && inner.answered_in_time(sent_ms, timeout)
         {
             inner.state.borrow_mut().metrics.heartbeat_success += 1;
             inner.ack_apply(&ack, true);
@@ -436,11 +438,14 @@ impl Inner {
             let request = MembershipRequest::PingReq { from: from.clone(), target: target.clone() };
             inner.transport.call(&relay.address, PeerRequest::Membership(request), timeout)
         });
+        let sent_ms = inner.elapsed_ms();
+        let responses = futures::future::join_all(calls).await;
+        let in_time = inner.answered_in_time(sent_ms, timeout);
         let mut reached = false;
-        for response in futures::future::join_all(calls).await {
+        for response in responses {
             match response {
                 Ok(PeerResponse::Membership(MembershipResponse::IndirectAck(Some(ack))))
-                    if ack.from.id == target.id =>
+                    if ack.from.id == target.id && in_time =>
                 {
                     inner.state.borrow_mut().metrics.indirect_probe_success += 1;
                     inner.ack_apply(&ack, false);
@@ -459,17 +464,29 @@ impl Inner {
         let timeout_ms = (inner.options.probe_timeout_ms() / 2).max(1);
         let ping = MembershipRequest::Ping { from: inner.self_entry(), target: target.clone() };
         let request = PeerRequest::Membership(ping);
-        let response =
-            inner.transport.call(&target.address, request, Duration::from_millis(timeout_ms)).await;
+        let timeout = Duration::from_millis(timeout_ms);
+        let sent_ms = inner.elapsed_ms();
+        let response = inner.transport.call(&target.address, request, timeout).await;
+        let in_time = inner.answered_in_time(sent_ms, timeout);
         match response {
             Ok(PeerResponse::Membership(MembershipResponse::Ack(ack)))
-                if ack.from.id == target.id =>
+                if ack.from.id == target.id && in_time =>
             {
                 inner.ack_apply(&ack, true);
                 Some(ack)
             }
             _ => None,
         }
+    }
+
+    /// Whether an answer to a call sent at `sent_ms` (monotonic) came within `timeout`.
+    /// A later one is stale: a node frozen meanwhile reads its queued answers on resume,
+    /// before its timers fire, and an ack sent before the peer crashed would otherwise
+    /// clear a suspicion raised since, on the peer's behalf (swarm 3839 found a crashed
+    /// node brought back to every ring that way).
+    fn answered_in_time(&self, sent_ms: u64, timeout: Duration) -> bool {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.elapsed_ms().saturating_sub(sent_ms) <= timeout_ms
     }
 
     /// Takes in an ack: the peer's own entry (and, for a direct ack, its claim about
