@@ -46,6 +46,11 @@ pub trait Runtime {
 }
 
 /// Requests between cache nodes.
+///
+/// A call is delivered to its handler at most once, as over TCP: a client write is not
+/// idempotent (each coordination issues a new version), so a request handled twice
+/// could apply a completed write again after a later one (keys 942 found it over a
+/// network that duplicated a client's remove). Responses may be lost, never doubled.
 pub trait Transport {
     /// Sends `request` to the node at `address` and waits at most `timeout` for its
     /// response.

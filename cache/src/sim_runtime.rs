@@ -89,8 +89,11 @@ pub fn start_on_sim(config: NodeConfig) -> Result<CacheNode, StartError> {
     if addr.node() != here {
         return Err(StartError::WrongNode { address: config.address });
     }
-    let server =
-        RpcServer::<PeerRequest, PeerResponse>::bind(addr.port()).map_err(StartError::Bind)?;
+    let server = RpcServer::<PeerRequest, PeerResponse>::bind(addr.port())
+        .map_err(StartError::Bind)?
+        // Calls between nodes, and from clients, model requests over TCP: a request
+        // is handled once (see `Transport`).
+        .at_most_once();
     let client = RpcClient::<PeerRequest, PeerResponse>::bind(0).map_err(StartError::Bind)?;
     let runtime = Rc::new(SimRuntime { handle: handle.clone(), node: here });
     let transport =

@@ -566,6 +566,49 @@ fn rpc_serves_concurrent_calls_and_discards_duplicate_responses() {
     assert!(stale > 0, "a duplicated request or response yields a stale response");
 }
 
+/// Runs 30 calls over links that duplicate every message; returns how many times the
+/// handler ran.
+fn handler_runs_under_duplication(at_most_once: bool) -> u64 {
+    let (mut sim, a, b) = two_nodes(21);
+    sim.set_link_config_default(LinkConfig::DEFAULT.with_duplicate(Ratio::new(1, 1))).unwrap();
+    let addr = sim.allocate_port(b).unwrap();
+    let runs = Rc::new(std::cell::Cell::new(0u64));
+    let counted = Rc::clone(&runs);
+    detach(&sim, b, "server", async move {
+        let server = RpcServer::<u64, u64>::bind(addr.port()).unwrap();
+        let server = if at_most_once { server.at_most_once() } else { server };
+        server
+            .serve(move |_, n| {
+                counted.set(counted.get() + 1);
+                async move { n + 1 }
+            })
+            .await;
+    });
+    let handle = sim.handle();
+    sim.block_on(async move {
+        let run = handle.spawn_on(a, "client", async move {
+            // Two clients in turn on the same address: the second's ids must not be
+            // taken for duplicates of the first's.
+            for _ in 0..2 {
+                let client = RpcClient::<u64, u64>::bind(7).unwrap();
+                for n in 0..15 {
+                    assert_eq!(client.call(addr, n, Duration::from_secs(1)).await, Ok(n + 1));
+                }
+            }
+        });
+        run.unwrap().await.unwrap();
+    })
+    .unwrap();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    runs.get()
+}
+
+#[test]
+fn an_at_most_once_server_runs_each_request_once_under_duplication() {
+    assert_eq!(handler_runs_under_duplication(true), 30);
+    assert!(handler_runs_under_duplication(false) > 30, "duplicates run the handler again");
+}
+
 #[test]
 fn wrong_types_and_full_queues_are_counted_drops() {
     let (mut sim, a, b) = two_nodes(13);

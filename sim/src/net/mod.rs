@@ -82,7 +82,7 @@ pub use link::{
 };
 pub use network::IN_FLIGHT_MAX;
 pub(crate) use network::Network;
-pub use rpc::{CALLS_PENDING_MAX, Rpc, RpcClient, RpcError, RpcServer};
+pub use rpc::{AT_MOST_ONCE_REQUESTS_MAX, CALLS_PENDING_MAX, Rpc, RpcClient, RpcError, RpcServer};
 pub use rule::{MessageMeta, RULES_MAX, RuleGuard, Verdict};
 pub use stats::{DropCause, DropStats, LinkStats, NetStats};
 

@@ -4,7 +4,9 @@
 //! Requests and responses travel as one message type, [`Rpc`], so rules can see and
 //! pick them (`meta.downcast_ref::<Rpc<Req, Resp>>()`). Delivery is at most once per
 //! copy: a duplicated request runs the handler twice, a duplicated or late response is
-//! discarded by the client (see [`RpcClient::stale_responses`]).
+//! discarded by the client (see [`RpcClient::stale_responses`]). A server that models
+//! a call over a reliable stream (TCP), where the network never hands one request over
+//! twice, opts in to [`RpcServer::at_most_once`]: it then runs each request once.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -25,6 +27,10 @@ use crate::net::stats::DropCause;
 /// Calls one client may have pending at once.
 pub const CALLS_PENDING_MAX: usize = 4096;
 
+/// Request ids an [`RpcServer::at_most_once`] server remembers to refuse duplicates:
+/// a duplicate arrives within a link's latency, long before this many other requests.
+pub const AT_MOST_ONCE_REQUESTS_MAX: usize = 4096;
+
 /// The message an RPC client and server exchange.
 ///
 /// # Determinism
@@ -35,7 +41,8 @@ pub const CALLS_PENDING_MAX: usize = 4096;
 pub enum Rpc<Req, Resp> {
     /// A call.
     Request {
-        /// Unique per client, from 1.
+        /// Unique in the simulation: the client's socket binding in the high 32 bits,
+        /// a count of its calls (from 1) in the low ones.
         id: u64,
         /// The request.
         body: Req,
@@ -142,6 +149,9 @@ impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcClient<Req, R
     pub fn bind(port: u16) -> Result<RpcClient<Req, Resp>, NetError> {
         let calls = Rc::new(Calls::<Req, Resp>::new());
         let socket = Socket::bind(port, Rc::clone(&calls) as Rc<dyn Mailbox>)?;
+        // Ids unique in the whole run, so that a server can tell a duplicate from a new
+        // call of a client that rebound the same address (after a restart, say).
+        calls.state.borrow_mut().id_last = socket.binding() << 32;
         Ok(RpcClient { socket, calls, refused_errors: false })
     }
 
@@ -358,6 +368,32 @@ impl<Req: 'static, Resp: 'static> Mailbox for Calls<Req, Resp> {
 /// contents when it is sent (see [`Endpoint`]).
 pub struct RpcServer<Req, Resp> {
     endpoint: Endpoint<Rpc<Req, Resp>>,
+    /// With [`RpcServer::at_most_once`]: the request ids answered lately.
+    answered: Option<Answered>,
+}
+
+/// The request ids a server answered lately, oldest first, bounded by
+/// [`AT_MOST_ONCE_REQUESTS_MAX`].
+#[derive(Debug, Default)]
+struct Answered {
+    ids: std::collections::BTreeSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Answered {
+    /// Notes `id`; false when it was noted already (a duplicate).
+    fn first_time(&mut self, id: u64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > AT_MOST_ONCE_REQUESTS_MAX {
+            let oldest = self.order.pop_front().expect("longer than the limit");
+            self.ids.remove(&oldest);
+        }
+        assert_eq!(self.ids.len(), self.order.len());
+        true
+    }
 }
 
 impl<Req, Resp> fmt::Debug for RpcServer<Req, Resp> {
@@ -378,7 +414,17 @@ impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcServer<Req, R
     /// Outside a running simulation.
     #[track_caller]
     pub fn bind(port: u16) -> Result<RpcServer<Req, Resp>, NetError> {
-        Ok(RpcServer { endpoint: Endpoint::bind(port)? })
+        Ok(RpcServer { endpoint: Endpoint::bind(port)?, answered: None })
+    }
+
+    /// Runs each request once: a duplicate of a request answered lately (the last
+    /// [`AT_MOST_ONCE_REQUESTS_MAX`]) is dropped unanswered, as a reliable stream
+    /// (TCP) would never have handed it over. The network's duplication faults then
+    /// still reach responses (which the client discards) and plain endpoints.
+    #[must_use]
+    pub fn at_most_once(mut self) -> RpcServer<Req, Resp> {
+        self.answered = Some(Answered::default());
+        self
     }
 
     /// The server's address.
@@ -396,6 +442,7 @@ impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcServer<Req, R
         Fut: Future<Output = Resp> + 'static,
     {
         let endpoint = Rc::new(self.endpoint);
+        let mut answered = self.answered;
         loop {
             let (from, message) = match endpoint.recv().await {
                 Ok(received) => received,
@@ -405,6 +452,10 @@ impl<Req: Clone + Hash + 'static, Resp: Clone + Hash + 'static> RpcServer<Req, R
                 tracing::trace!(target: "sim::net", %from, "rpc response sent to a server, ignored");
                 continue;
             };
+            if answered.as_mut().is_some_and(|answered| !answered.first_time(id)) {
+                tracing::trace!(target: "sim::net", %from, id, "duplicate rpc request dropped");
+                continue;
+            }
             let mut reply = Box::pin(handler(from, body));
             // Most handlers answer without waiting: answer those here and spare a task.
             if let Poll::Ready(body) = poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {

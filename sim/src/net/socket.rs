@@ -68,6 +68,11 @@ impl Socket {
         Ok(Socket { shared, addr, binding, mailbox })
     }
 
+    /// The binding id: unique among every socket this simulation ever bound.
+    pub(crate) fn binding(&self) -> u64 {
+        self.binding
+    }
+
     pub(crate) fn addr(&self) -> Addr {
         self.addr
     }
