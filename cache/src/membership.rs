@@ -415,9 +415,14 @@ impl Membership {
             return Ok(Some(self.changed(&before)));
         }
         if let Some(removal) = self.removals.get(&entry.id)
-            && entry.incarnation <= removal.incarnation
+            && (entry.incarnation <= removal.incarnation || entry.state != NodeState::Alive)
         {
-            return Ok(None); // Stale news of a removed node: no resurrection.
+            // Stale news of a removed node: no resurrection. Only word that it is alive
+            // brings it back (its own refutation, or a fresh ack relayed); a suspicion
+            // raised elsewhere, however late and whatever its incarnation, is older
+            // news than the removal (swarm 6192 found a crashed node put back on a ring
+            // by a late suspicion).
+            return Ok(None);
         }
         if entry.state == NodeState::Dead {
             let removal = Removal {
@@ -629,6 +634,19 @@ mod tests {
         assert_eq!((first.incarnation, second.incarnation), (2, 3));
         assert_eq!((first.version, second.version), (2, 3));
         assert_eq!(second.kind, ChangeKind::Refuted);
+    }
+
+    #[test]
+    fn only_word_that_it_is_alive_brings_a_removed_node_back() {
+        let mut view = view("a");
+        view.upsert(Member::new(id("b"), "b:1"), 0).unwrap();
+        let _ = view.remove(&id("b"), 9).unwrap();
+        // A late suspicion from elsewhere, with a higher incarnation: still old news.
+        assert_eq!(view.merge(&entry("b", NodeState::Suspect, 7), 10).unwrap(), None);
+        assert_eq!(view.get(&id("b")), None);
+        assert_eq!(view.merge(&entry("b", NodeState::Alive, 1), 11).unwrap(), None);
+        let back = view.merge(&entry("b", NodeState::Alive, 8), 12).unwrap().unwrap();
+        assert_eq!((back.node.clone(), back.state), (id("b"), NodeState::Alive));
     }
 
     #[test]
