@@ -148,12 +148,24 @@ impl Observer {
     fn check_detector(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
         let bound_ns = u64::try_from(self.settings.detector_bound.as_nanos()).unwrap_or(u64::MAX);
         let since_ns = now_ns.saturating_sub(bound_ns);
+        // A node frozen meanwhile relays, on resume, news of the crashed node's life it
+        // took in before the crash (its refutation, say), which other detectors rightly
+        // count as hearing from it: the bound stretches by the longest such freeze.
+        let frozen_ns = |crash: &Outage| {
+            let pauses = self.outages.pauses.iter().filter(|pause| pause.node != crash.node);
+            let overlaps = pauses.map(|pause| {
+                pause.end_ns.min(now_ns).saturating_sub(pause.start_ns.max(crash.start_ns))
+            });
+            overlaps.max().unwrap_or(0)
+        };
         let overdue: Vec<(NodeId, u64)> = self
             .outages
             .crashes
             .iter()
             .filter(|crash| {
-                crash.start_ns.saturating_add(bound_ns) <= now_ns && now_ns < crash.end_ns
+                let due_ns =
+                    crash.start_ns.saturating_add(bound_ns).saturating_add(frozen_ns(crash));
+                due_ns <= now_ns && now_ns < crash.end_ns
             })
             .map(|crash| (crash.node.clone(), crash.start_ns))
             .collect();
