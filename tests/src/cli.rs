@@ -512,8 +512,21 @@ fn compare(first: &RunReport, second: &RunReport) -> Option<String> {
     if first.fingerprint == second.fingerprint
         && first.events == second.events
         && first.event_log == second.event_log
+        && first.history_digest == second.history_digest
+        && first.verdict == second.verdict
     {
         return None;
+    }
+    if first.event_log == second.event_log {
+        // The simulation matched event for event; what the harness made of it did not
+        // (a checker or the history depends on something outside the run).
+        return Some(format!(
+            "  the events match, but the harness saw another run: history digest {:#018x} against {:#018x}, verdict {} against {}",
+            first.history_digest,
+            second.history_digest,
+            first.verdict.kind(),
+            second.verdict.kind()
+        ));
     }
     let (a, b) = (&first.event_log, &second.event_log);
     let index = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));

@@ -6,7 +6,7 @@ use std::fmt;
 use cache::{Consistency, NodeId, Version};
 
 /// What a client asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpKind {
     /// Set the key to a value unique to this operation.
     Set {
@@ -29,7 +29,7 @@ pub enum OpKind {
 }
 
 /// How an operation ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// Not finished yet (or the run ended first).
     Pending,
@@ -58,7 +58,7 @@ pub enum Outcome {
 }
 
 /// One client operation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Op {
     /// Its index in the history.
     pub index: usize,
@@ -172,7 +172,7 @@ impl fmt::Display for Op {
 
 /// A node losing its memory at a virtual time: a crash, or the end of a drain (the
 /// node leaves and rejoins empty).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MemoryLoss {
     /// The node.
     pub node: NodeId,
@@ -181,7 +181,7 @@ pub struct MemoryLoss {
 }
 
 /// Everything the checkers read.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub struct History {
     /// The operations, in invoke order.
     pub ops: Vec<Op>,

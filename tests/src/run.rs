@@ -208,6 +208,10 @@ pub struct RunReport {
     pub virtual_time: Duration,
     /// The run's fingerprint.
     pub fingerprint: u64,
+    /// A digest of the run's history (every operation, outcome and memory loss): two
+    /// runs of one record with the same fingerprint and a different history digest
+    /// differ in what the harness saw.
+    pub history_digest: u64,
     /// The captured trace, when asked for.
     pub trace: Option<String>,
     /// The history of client operations, when the trace was asked for.
@@ -267,6 +271,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         events: sim.event_count(),
         virtual_time: sim.elapsed(),
         fingerprint: sim.fingerprint(),
+        history_digest: sim::fingerprint::digest(&*history),
         trace: sim.take_trace(),
         history: config.trace.then(|| history.clone()),
         event_log: sim.event_log(),
