@@ -34,7 +34,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::membership::NodeState;
 use crate::merkle::{MerkleHash, MerkleTree, is_valid_leaf_count, leaf_count_for, leaf_index};
-use crate::message::{PeerRequest, PeerResponse};
+use crate::message::{PeerRequest, PeerResponse, ReplicaCause};
 use crate::node::{CacheNode, Inner};
 use crate::node_id::NodeId;
 use crate::options::Options;
@@ -406,7 +406,9 @@ impl Inner {
             // Push what the peer lacks or holds older, through its ownership guard and
             // version check, like any replica write. Never a delete.
             for (key, entry) in pushes {
-                report.keys_pushed += usize::from(inner.send_replica_write(peer, key, entry).await);
+                report.keys_pushed += usize::from(
+                    inner.send_replica_write(peer, key, entry, ReplicaCause::AntiEntropy).await,
+                );
             }
         }
         assert!(report.keys_pulled <= report.keys_fetched);

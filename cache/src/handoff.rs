@@ -20,6 +20,7 @@ use std::rc::Rc;
 use futures::future::join_all;
 
 use crate::hint_queue::{HintLimits, HintQueue, Push};
+use crate::message::ReplicaCause;
 use crate::node::{CacheNode, Inner};
 use crate::node_id::NodeId;
 use crate::options::Options;
@@ -122,7 +123,8 @@ impl Inner {
             let target = &target;
             async move {
                 let version = entry.version().clone();
-                let delivered = self.send_replica_write(target, key.clone(), entry).await;
+                let delivered =
+                    self.send_replica_write(target, key.clone(), entry, ReplicaCause::Hint).await;
                 // Acknowledged only if still the queued version: a newer hint queued
                 // meanwhile must still be sent.
                 if !delivered && self.mutant(crate::Mutant::HintReplayCountsFailure) {

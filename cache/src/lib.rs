@@ -105,7 +105,9 @@ pub use crate::merkle::{
     MERKLE_CHUNK_SIZE_MAX, MERKLE_LEAF_COUNT_MAX, MerkleHash, MerkleTree, is_valid_leaf_count,
     leaf_count_for, leaf_index, root_of,
 };
-pub use crate::message::{ClientRequest, ClientResponse, PeerRequest, PeerResponse, WriteOp};
+pub use crate::message::{
+    ClientRequest, ClientResponse, PeerRequest, PeerResponse, ReplicaCause, WriteOp,
+};
 pub use crate::metrics::{Metrics, MetricsSnapshot};
 pub use crate::mutant::Mutant;
 pub use crate::node::{CacheNode, NodeConfig, PeerHandler};

@@ -42,6 +42,31 @@ impl WriteOp {
     }
 }
 
+/// Why a node sends a [`PeerRequest::Replicate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplicaCause {
+    /// The coordinator's replica write of a client write.
+    Write,
+    /// A hint replayed to the owner it was queued for.
+    Hint,
+    /// A read repair of an owner that answered with an older version, or none.
+    ReadRepair,
+    /// An anti-entropy push of what the peer lacks or holds older.
+    AntiEntropy,
+}
+
+impl ReplicaCause {
+    /// The cause's name, for traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicaCause::Write => "write",
+            ReplicaCause::Hint => "hint",
+            ReplicaCause::ReadRepair => "read_repair",
+            ReplicaCause::AntiEntropy => "anti_entropy",
+        }
+    }
+}
+
 /// A request from one cache node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerRequest {
@@ -54,13 +79,17 @@ pub enum PeerRequest {
         /// The client's level; `None` for the coordinator's write consistency.
         consistency: Option<Consistency>,
     },
-    /// Apply this versioned entry if it is newer than what is held (replica writes
-    /// and read repairs).
+    /// Apply this versioned entry if it is newer than what is held (replica writes,
+    /// hint replays, read repairs and anti-entropy pushes).
     Replicate {
         /// The key.
         key: String,
         /// The entry, with its version.
         entry: Entry,
+        /// Why it is sent. The receiver treats every cause alike; the cause is there
+        /// for traces and for whoever watches the wire (the harness books hint
+        /// deliveries by it rather than trust the sender's counters).
+        cause: ReplicaCause,
     },
     /// Return the entry held for this key, tombstones included.
     Read {

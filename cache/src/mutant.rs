@@ -61,11 +61,14 @@ pub enum Mutant {
     /// Failure detection: one failed direct probe declares the peer dead and removes
     /// it, without indirect probes.
     DetectorDeadOnFirstMiss,
+    /// Values: a coordinator's replica write of a value longer than 1 KiB sends its
+    /// first KiB only, under the write's version (a truncated frame).
+    ReplicaValueTruncated,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 19] = [
+    pub const ALL: [Mutant; 20] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -85,6 +88,7 @@ impl Mutant {
         Mutant::RebalanceNoop,
         Mutant::DetectorNeverDead,
         Mutant::DetectorDeadOnFirstMiss,
+        Mutant::ReplicaValueTruncated,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -109,6 +113,7 @@ impl Mutant {
             Mutant::RebalanceNoop => "rebalance-noop",
             Mutant::DetectorNeverDead => "detector-never-dead",
             Mutant::DetectorDeadOnFirstMiss => "detector-dead-on-first-miss",
+            Mutant::ReplicaValueTruncated => "replica-value-truncated",
         }
     }
 }

@@ -397,7 +397,7 @@ impl Inner {
                 let written = Inner::coordinate_forwarded(inner, &key, op, consistency).await;
                 PeerResponse::Written(written)
             }
-            PeerRequest::Replicate { key, entry } => inner.handle_replicate(&key, entry),
+            PeerRequest::Replicate { key, entry, cause: _ } => inner.handle_replicate(&key, entry),
             PeerRequest::Read { key } => {
                 PeerResponse::Entry(inner.state.borrow().store.entry(&key).cloned())
             }

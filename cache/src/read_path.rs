@@ -13,7 +13,7 @@ use futures::channel::mpsc;
 
 use crate::consistency::Consistency;
 use crate::error::Error;
-use crate::message::{PeerRequest, PeerResponse};
+use crate::message::{PeerRequest, PeerResponse, ReplicaCause};
 use crate::node::Inner;
 use crate::node_id::NodeId;
 use crate::store::{Entry, Item, check_key};
@@ -181,7 +181,7 @@ impl Inner {
                 }
                 let _ = self.apply_local(&key, newest.clone());
             } else {
-                self.replicate(&owner, key.clone(), newest.clone()).await;
+                self.replicate(&owner, key.clone(), newest.clone(), ReplicaCause::ReadRepair).await;
             }
         }
     }

@@ -12,7 +12,7 @@ use futures::channel::mpsc;
 
 use crate::consistency::Consistency;
 use crate::error::Error;
-use crate::message::{PeerRequest, PeerResponse, WriteOp};
+use crate::message::{PeerRequest, PeerResponse, ReplicaCause, WriteOp};
 use crate::node::Inner;
 use crate::node_id::NodeId;
 use crate::store::{Entry, Item, Tombstone, check_key};
@@ -129,7 +129,7 @@ impl Inner {
                 if let Some(delay) = delay {
                     node.runtime.sleep(delay).await;
                 }
-                let acked = node.replicate(&replica, key, entry).await;
+                let acked = node.replicate(&replica, key, entry, ReplicaCause::Write).await;
                 let _ = acks_tx.unbounded_send(acked);
             };
             // A replica write outlives the client's answer (it ends within the RPC
@@ -200,8 +200,14 @@ impl Inner {
 
     /// Sends one replica write; true when the replica acknowledged it. A write the
     /// replica did not acknowledge is queued as a hint for later replay.
-    pub(crate) async fn replicate(&self, replica: &NodeId, key: String, entry: Entry) -> bool {
-        let acked = self.send_replica_write(replica, key.clone(), entry.clone()).await;
+    pub(crate) async fn replicate(
+        &self,
+        replica: &NodeId,
+        key: String,
+        entry: Entry,
+        cause: ReplicaCause,
+    ) -> bool {
+        let acked = self.send_replica_write(replica, key.clone(), entry.clone(), cause).await;
         if !acked {
             let _hinted = self.queue_hint(replica, &key, &entry);
         }
@@ -215,9 +221,18 @@ impl Inner {
         replica: &NodeId,
         key: String,
         entry: Entry,
+        cause: ReplicaCause,
     ) -> bool {
         let version = entry.version().clone();
-        match self.call(replica, PeerRequest::Replicate { key, entry }).await {
+        let mut entry = entry;
+        if let Entry::Item(item) = &mut entry
+            && cause == ReplicaCause::Write
+            && item.value.len() > 1_024
+            && self.mutant(crate::Mutant::ReplicaValueTruncated)
+        {
+            item.value = item.value.slice(..1_024); // The canary: a truncated frame.
+        }
+        match self.call(replica, PeerRequest::Replicate { key, entry, cause }).await {
             Ok(PeerResponse::Replicated { applied, held }) => {
                 if let Some(held) = held {
                     let mut state = self.state.borrow_mut();
