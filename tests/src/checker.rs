@@ -7,8 +7,9 @@ use std::fmt;
 use cache::{Consistency, Entry, NodeId, Version};
 
 use crate::cluster::DistCluster;
-use crate::history::{History, Op, OpKind, Outcome};
+use crate::history::{History, Op, OpKind, Outcome, shown};
 use crate::quiet::QuietWindows;
+use crate::wire::WireBook;
 
 /// Which clause of the contract a violation breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +42,9 @@ pub enum Check {
     ExpiredRead,
     /// A crashed node stayed on a live node's ring past the failure detector's bound.
     DetectorSlow,
+    /// With nothing worse than message loss below the promised rate, a running node
+    /// was declared dead (taken off another's ring).
+    DetectorFalseDead,
 }
 
 impl Check {
@@ -59,6 +63,7 @@ impl Check {
             Check::ReplicationLag => "replication-lag",
             Check::ExpiredRead => "expired-read",
             Check::DetectorSlow => "detector-slow",
+            Check::DetectorFalseDead => "detector-false-dead",
         }
     }
 }
@@ -86,10 +91,61 @@ impl fmt::Display for Violation {
 
 /// The newest entry of every key across all running nodes, and each node's version.
 pub(crate) struct FinalState {
-    /// Per key: node → version held (tombstones included).
-    held: BTreeMap<String, BTreeMap<NodeId, Version>>,
+    /// Per key: node → what it holds (tombstones included).
+    held: BTreeMap<String, BTreeMap<NodeId, Held>>,
     /// Per key: the number of nodes holding any entry.
     copies: BTreeMap<String, usize>,
+}
+
+/// What one node holds of a key: the version and what it says.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Held {
+    version: Version,
+    content: Content,
+    /// Whether it is an item with a TTL (which becomes a tombstone under its own version
+    /// when it expires, by each node's clock).
+    expires: bool,
+}
+
+impl Held {
+    /// Whether `self` and `other` hold the same write: one version, one content (or
+    /// an item with a TTL and the tombstone its expiry left on another node).
+    fn agrees(&self, other: &Held) -> bool {
+        let expired = |a: &Held, b: &Held| a.expires && b.content == Content::Tombstone;
+        self.version == other.version
+            && (self.content == other.content || expired(self, other) || expired(other, self))
+    }
+}
+
+/// What an entry says, as a digest: a value (whatever its expiry) or a tombstone
+/// (whenever each node stored it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Content {
+    /// A live or expired item with a value of this digest.
+    Value(u64),
+    /// A tombstone.
+    Tombstone,
+}
+
+impl Content {
+    /// What `entry` says.
+    pub(crate) fn of(entry: &Entry) -> Content {
+        match entry {
+            Entry::Item(item) => Content::Value(sim::fingerprint::digest(&item.value[..])),
+            Entry::Tombstone(_) => Content::Tombstone,
+        }
+    }
+
+    /// What the write `op` wrote: `None` for an op that is not a write.
+    pub(crate) fn written_by(op: &Op) -> Option<Content> {
+        match &op.kind {
+            OpKind::Set { value, .. } => {
+                Some(Content::Value(sim::fingerprint::digest(value.as_bytes())))
+            }
+            OpKind::Remove => Some(Content::Tombstone),
+            OpKind::Get | OpKind::ListKeys { .. } => None,
+        }
+    }
 }
 
 impl FinalState {
@@ -100,12 +156,15 @@ impl FinalState {
 
     /// Reads the stores of `ids` (those running).
     pub(crate) fn read_nodes(cluster: &DistCluster, ids: &[NodeId]) -> FinalState {
-        let mut held: BTreeMap<String, BTreeMap<NodeId, Version>> = BTreeMap::new();
+        let mut held: BTreeMap<String, BTreeMap<NodeId, Held>> = BTreeMap::new();
         let mut copies: BTreeMap<String, usize> = BTreeMap::new();
         for id in ids {
             let Some(node) = cluster.by_id(id) else { continue };
             for (key, entry) in node.local_entries() {
-                held.entry(key.clone()).or_default().insert(id.clone(), entry.version().clone());
+                let (content, version) = (Content::of(&entry), entry.version().clone());
+                let expires = matches!(&entry, Entry::Item(item) if item.expires_at_ms.is_some());
+                let held_now = Held { version, content, expires };
+                held.entry(key.clone()).or_default().insert(id.clone(), held_now);
                 if matches!(entry, Entry::Item(_)) {
                     *copies.entry(key).or_default() += 1;
                 }
@@ -114,7 +173,9 @@ impl FinalState {
         FinalState { held, copies }
     }
 
-    fn newest(&self, key: &str) -> Option<&Version> {
+    /// The newest entry any node holds of `key` (of two with one version and different
+    /// contents, either: the other owner differs from it then).
+    fn newest(&self, key: &str) -> Option<&Held> {
         self.held.get(key)?.values().max()
     }
 }
@@ -146,7 +207,8 @@ pub(crate) fn phantom_reads(history: &History) -> Vec<Violation> {
     for read in history.ops.iter().filter(|op| matches!(op.kind, OpKind::Get)) {
         let Outcome::Ok { value: Some(value), version } = &read.outcome else { continue };
         let Some(set) = written.get(&(read.key.as_str(), value.as_str())) else {
-            let message = format!("read of {} returned {value:?}, which no set wrote", read.key);
+            let message =
+                format!("read of {} returned {:?}, which no set wrote", read.key, shown(value));
             violations.push(phantom(read, message, None));
             continue;
         };
@@ -328,6 +390,10 @@ pub struct Availability {
     pub failed: u64,
     /// No answer in time (or none before the run ended).
     pub unknown: u64,
+    /// Probes issued (after the heal; counted in the three above too).
+    pub probes: u64,
+    /// Probes acknowledged.
+    pub probes_ok: u64,
 }
 
 impl Availability {
@@ -335,10 +401,15 @@ impl Availability {
     pub fn of(history: &History) -> Availability {
         let mut counts = Availability::default();
         for op in &history.ops {
+            let ok = matches!(op.outcome, Outcome::Ok { .. } | Outcome::Keys { .. });
             match op.outcome {
                 Outcome::Ok { .. } | Outcome::Keys { .. } => counts.ok += 1,
                 Outcome::Failed(_) => counts.failed += 1,
                 Outcome::Unknown | Outcome::Pending => counts.unknown += 1,
+            }
+            if history.is_probe(op) {
+                counts.probes += 1;
+                counts.probes_ok += u64::from(ok);
             }
         }
         counts
@@ -349,6 +420,8 @@ impl Availability {
         self.ok += other.ok;
         self.failed += other.failed;
         self.unknown += other.unknown;
+        self.probes += other.probes;
+        self.probes_ok += other.probes_ok;
     }
 }
 
@@ -427,12 +500,23 @@ pub(crate) fn related_ops(history: &History, op: &Op) -> Vec<String> {
 
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,
 /// expired, superseded by a newer one, dropped by the per-node cap, or is still queued;
-/// none vanishes silently.
-pub(crate) fn hint_accounting(cluster: &DistCluster) -> Vec<Violation> {
+/// none vanishes silently. And the cache's word is not taken for a delivery: a node
+/// counts no more hints delivered than the wire carried successful answers to its
+/// hint replays ([`WireBook`]).
+pub(crate) fn hint_accounting(cluster: &DistCluster, wire: &WireBook) -> Vec<Violation> {
     let mut violations = Vec::new();
     for id in cluster.ids() {
         let Some(node) = cluster.by_id(&id) else { continue };
         let m = node.metrics().counters;
+        let answered = cluster.sim_node(&id).and_then(|sim_node| wire.hints_answered(sim_node));
+        if m.hinted_replayed > answered.unwrap_or(0) {
+            let message = format!(
+                "{id} counts {} hints delivered, but the wire carried a successful answer to {} of its hint replays",
+                m.hinted_replayed,
+                answered.unwrap_or(0)
+            );
+            violations.push(Violation { check: Check::HintLost, message, ops: Vec::new() });
+        }
         let accounted =
             m.hinted_replayed + m.hinted_expired + m.hinted_dropped + m.hinted_superseded;
         let queued_now = node.hints_queued() as u64;
@@ -468,11 +552,17 @@ pub(crate) fn divergence(
         let stale: Vec<String> = owners
             .iter()
             .filter(|owner| match held.get(*owner) {
-                Some(version) => version != newest,
+                Some(held) => !held.agrees(newest),
                 None => !tombstones_collected,
             })
             .map(|owner| match held.get(owner) {
-                Some(version) => format!("{owner}@{}:{}", version.counter, version.origin),
+                Some(held) if held.version == newest.version => {
+                    format!(
+                        "{owner}@{}:{} (another value)",
+                        held.version.counter, held.version.origin
+                    )
+                }
+                Some(held) => format!("{owner}@{}:{}", held.version.counter, held.version.origin),
                 None => format!("{owner}@none"),
             })
             .collect();
@@ -480,8 +570,8 @@ pub(crate) fn divergence(
             let message = format!(
                 "{key}: owners {} lag the newest version {}:{}",
                 stale.join(" "),
-                newest.counter,
-                newest.origin
+                newest.version.counter,
+                newest.version.origin
             );
             violations.push(Violation { check: Check::Divergence, message, ops: Vec::new() });
         }
@@ -621,5 +711,29 @@ mod tests {
             assert_eq!(expired_reads(&history, 0).len(), usize::from(expired), "read at {at}");
         }
         assert!(expired_reads(&history, 10_000_000).is_empty(), "skew excuses it");
+    }
+
+    #[test]
+    fn owners_that_hold_the_newest_version_with_another_value_diverge() {
+        let mut ring = cache::Ring::new(3, 16);
+        ring.rebuild(&[id("n1"), id("n2"), id("n3")]);
+        let item = |value: &str| Held {
+            version: version(7, "n1"),
+            content: Content::Value(sim::fingerprint::digest(value.as_bytes())),
+            expires: false,
+        };
+        let state = |n3: &str| {
+            let mut held = BTreeMap::new();
+            held.insert(id("n1"), item("a"));
+            held.insert(id("n2"), item("a"));
+            held.insert(id("n3"), item(n3));
+            let held = BTreeMap::from([("k".to_string(), held)]);
+            FinalState { held, copies: BTreeMap::from([("k".to_string(), 3)]) }
+        };
+        assert!(divergence(&ring, &state("a"), false).is_empty());
+        let diverged = divergence(&ring, &state("b"), false);
+        assert_eq!(diverged.len(), 1);
+        assert_eq!(diverged[0].check, Check::Divergence);
+        assert!(diverged[0].message.contains("another value"), "{}", diverged[0]);
     }
 }

@@ -365,6 +365,12 @@ fn print_summary(profile: Profile, totals: &Totals, wall: Duration, jobs: usize)
         a.unknown,
         100.0 * a.unknown as f64 / all
     );
+    println!(
+        "probes after heal: {} of {} ok ({:.1}%)",
+        a.probes_ok,
+        a.probes,
+        100.0 * a.probes_ok as f64 / a.probes.max(1) as f64
+    );
     for (checks, count) in &totals.by_check {
         println!("  {count:>6} failed by {checks}");
     }
@@ -422,11 +428,13 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     }
     let a = report.availability;
     println!(
-        "{} operations ({} ok, {} failed, {} unknown), {} events, {:.3}s virtual, fingerprint {:#018x}",
+        "{} operations ({} ok, {} failed, {} unknown; {} of {} probes ok), {} events, {:.3}s virtual, fingerprint {:#018x}",
         report.operations,
         a.ok,
         a.failed,
         a.unknown,
+        a.probes_ok,
+        a.probes,
         report.events,
         report.virtual_time.as_secs_f64(),
         report.fingerprint

@@ -40,11 +40,14 @@ pub enum Profile {
     Keys,
     /// Membership changes: nodes join, drain (then leave and rejoin empty), and crash.
     Membership,
+    /// Message loss and duplication alone, at rates the failure detector promises to
+    /// ride out: no running node may be declared dead.
+    Loss,
 }
 
 impl Profile {
     /// Every profile, in a fixed order.
-    pub const ALL: [Profile; 7] = [
+    pub const ALL: [Profile; 8] = [
         Profile::None,
         Profile::Partitions,
         Profile::Crashes,
@@ -52,6 +55,7 @@ impl Profile {
         Profile::Swarm,
         Profile::Keys,
         Profile::Membership,
+        Profile::Loss,
     ];
 
     /// The profile's name, as the command line spells it.
@@ -64,6 +68,7 @@ impl Profile {
             Profile::Swarm => "swarm",
             Profile::Keys => "keys",
             Profile::Membership => "membership",
+            Profile::Loss => "loss",
         }
     }
 }
@@ -323,6 +328,7 @@ impl Profile {
                 Kind::Drain,
             ],
             Profile::Membership => &[Kind::Join, Kind::Drain, Kind::Crash],
+            Profile::Loss => &[Kind::Loss, Kind::Duplicate],
         }
     }
 

@@ -113,7 +113,7 @@ impl Op {
 const VALUE_SHOWN_MAX: usize = 24;
 
 /// A value for a message: its unique head (`c{client}-{seq}`) and its length.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     if value.len() <= VALUE_SHOWN_MAX {
         return value.to_string();
     }
@@ -189,9 +189,16 @@ pub struct History {
     pub memory_losses: Vec<MemoryLoss>,
     /// Nodes that joined the running cluster, with when (virtual nanoseconds).
     pub joins: Vec<(NodeId, u64)>,
+    /// When the probe phase began: operations invoked then or later are probes.
+    pub probes_from_ns: Option<u64>,
 }
 
 impl History {
+    /// Whether `op` is a probe (see [`History::probes_from_ns`]).
+    pub fn is_probe(&self, op: &Op) -> bool {
+        self.probes_from_ns.is_some_and(|from_ns| op.invoke_ns >= from_ns)
+    }
+
     /// Records an invocation; returns its index.
     pub fn invoke(
         &mut self,

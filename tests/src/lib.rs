@@ -14,6 +14,8 @@
 //! - `checker.rs`: the contract's clauses, as checks over history and stores.
 //! - `quiet.rs`: [`QuietWindows`], where the contract promises progress and fresh reads.
 //! - `observer.rs`: samples the stores through a run; survival and replication over time.
+//! - `wire.rs`: what the harness sees cross the network (hint replays answered), booked
+//!   apart from the cache's own counters.
 //! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
 //!   may switch off.
 //! - `corpus.rs`: `seeds.txt`, the regression corpus.
@@ -40,6 +42,7 @@ mod plan_file;
 mod quiet;
 mod run;
 mod shrink;
+mod wire;
 mod workload;
 
 pub use crate::checker::{Availability, Check, Violation};

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use cache::{Consistency, NodeId, Version};
 
-use crate::checker::{Check, Violation, related_ops};
+use crate::checker::{Check, Content, Violation, related_ops};
 use crate::cluster::DistCluster;
 use crate::history::{History, Op, OpKind, Outcome};
 use crate::quiet::QuietWindows;
@@ -31,6 +31,13 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
 /// every owner must hold it: the cache's RPC timeout (5 s, the longest a replica write
 /// may take) plus a second for a hint replay round and read repair.
 pub const REPLICATION_BOUND: Duration = Duration::from_secs(6);
+
+/// The message loss the failure detector rides out: with nothing worse than loss at or
+/// below this ratio (duplicates, clock skew and the latency tail aside), no running
+/// node is ever declared dead. A peer is declared dead only after `dead_after_ms` of
+/// failed probes, each with indirect probes through other peers, and every message
+/// heard from it counts: at 30 % loss a whole such stretch failing is vanishingly rare.
+pub(crate) const FALSE_DEAD_LOSS_MAX: sim::rand::Ratio = sim::rand::Ratio::new(30, 100);
 
 /// Violations one check reports at most per run: enough to read, bounded.
 const VIOLATIONS_PER_CHECK_MAX: usize = 20;
@@ -48,6 +55,10 @@ pub(crate) struct ObserverSettings {
     /// How long a crashed node may stay on a live node's ring: the detector's dead
     /// timeout, a heartbeat round and its probes, and slack for a gossip round.
     pub(crate) detector_bound: Duration,
+    /// Until when (virtual ns) the run promises that no running node is declared dead:
+    /// nothing worse than loss below [`FALSE_DEAD_LOSS_MAX`] happens until then. 0: no
+    /// such promise.
+    pub(crate) alive_until_ns: u64,
 }
 
 /// The plan's node outages, in absolute virtual time.
@@ -109,9 +120,10 @@ impl Observer {
 
     /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
-        let holdings = holdings(cluster);
-        self.see(&holdings, history);
         let acked = acked_writes(history, now_ns);
+        let (holdings, altered) = holdings(cluster, &acked);
+        self.see(&holdings, history);
+        self.report_altered(now_ns, altered);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             let ring = cluster.ring();
             ring.lookup(key).iter().all(|owner| held.is_none_or(|held| !held.contains_key(owner)))
@@ -121,6 +133,56 @@ impl Observer {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
         self.check_detector(now_ns, cluster, history);
+        if now_ns <= self.settings.alive_until_ns {
+            self.check_none_dead(now_ns, cluster);
+        }
+    }
+
+    /// Failure detection the other way: while only messages are lost (below the
+    /// promised rate), every running node is on every running node's ring.
+    fn check_none_dead(&mut self, now_ns: u64, cluster: &DistCluster) {
+        let ids = cluster.ids();
+        let mut found = Vec::new();
+        for node in ids.iter().filter_map(|id| cluster.by_id(id)) {
+            let ring = node.ring();
+            let members = ring.nodes();
+            let running = ids.iter().filter(|id| cluster.by_id(id).is_some());
+            for missing in running.filter(|id| !members.contains(id)) {
+                let message = format!(
+                    "{} took {missing} off its ring at {:.3}s, though nothing worse than message loss of at most {}% happened",
+                    node.id(),
+                    now_ns as f64 / 1e9,
+                    FALSE_DEAD_LOSS_MAX.numerator() * 100 / FALSE_DEAD_LOSS_MAX.denominator()
+                );
+                found.push((format!("{missing} off {}", node.id()), message));
+            }
+        }
+        for (subject, message) in found {
+            self.report(Check::DetectorFalseDead, subject, message, Vec::new());
+        }
+    }
+
+    /// A version belongs to one write: a copy that carries an acknowledged write's
+    /// version with another value (or a tombstone for a set's version, or a value for
+    /// a remove's) has lost that write as surely as if it held nothing.
+    fn report_altered(&mut self, now_ns: u64, altered: Vec<(NodeId, &Op)>) {
+        for (node, op) in altered {
+            let version = acked_version(op).expect("acked");
+            let check = if matches!(op.kind, OpKind::Remove) {
+                Check::UndoneRemove
+            } else {
+                Check::LostWrite
+            };
+            let message = format!(
+                "{} acknowledged @{}:{}, but at {:.3}s {node} holds that version with something else than what the write wrote",
+                op.key,
+                version.counter,
+                version.origin,
+                now_ns as f64 / 1e9
+            );
+            let subject = format!("{}@{}:{} altered", op.key, version.counter, version.origin);
+            self.report(check, subject, message, vec![op.to_string()]);
+        }
     }
 
     /// Forgets what the nodes that lost their memory since the last sample held, then
@@ -343,16 +405,31 @@ impl Observer {
     }
 }
 
-/// Every running node's store.
-fn holdings(cluster: &DistCluster) -> Holdings {
+/// Every running node's store, and the copies that carry an acknowledged write's
+/// version with something else than what that write wrote: (node, write).
+fn holdings<'h>(
+    cluster: &DistCluster,
+    acked: &BTreeMap<&str, Vec<&'h Op>>,
+) -> (Holdings, Vec<(NodeId, &'h Op)>) {
     let mut holdings: Holdings = BTreeMap::new();
+    let mut altered = Vec::new();
     for id in cluster.ids() {
         let Some(node) = cluster.by_id(&id) else { continue };
         for (key, entry) in node.local_entries() {
-            holdings.entry(key).or_default().insert(id.clone(), entry.version().clone());
+            let version = entry.version();
+            let writes = acked.get(key.as_str()).into_iter().flatten();
+            let write = writes.into_iter().find(|op| acked_version(op) == Some(version));
+            // An item that expires becomes a tombstone under its own version.
+            let expired = |op: &Op| op.ttl_ms().is_some() && entry.is_tombstone();
+            let differs =
+                |op: &&Op| Content::written_by(op) != Some(Content::of(&entry)) && !expired(op);
+            if write.is_some_and(differs) {
+                altered.push((id.clone(), *write.expect("found")));
+            }
+            holdings.entry(key).or_default().insert(id.clone(), version.clone());
         }
     }
-    holdings
+    (holdings, altered)
 }
 
 /// The version an acknowledged write wrote, or an answered read returned.
@@ -399,6 +476,7 @@ mod tests {
             read_repair: true,
             tombstones_collected,
             detector_bound: Duration::from_secs(10),
+            alive_until_ns: 0,
         };
         Observer::new(settings, QuietWindows::none(), Outages::default())
     }

@@ -4,7 +4,8 @@
 //!    own forked streams ("config", "faults").
 //! 2. A cluster of cache nodes starts; client nodes run the workload.
 //! 3. Fault phase: the nemesis applies the plan while clients run.
-//! 4. Heal everything, stop the clients, and let the cluster settle (quiet period).
+//! 4. Heal everything; clients go on into the quiet period, then probe every key at
+//!    QUORUM and ALL, then stop, and the cluster settles.
 //! 5. The checkers read the history and the stores: safety, then liveness.
 
 use std::cell::{Cell, RefCell};
@@ -23,9 +24,12 @@ use crate::faults::{Fault, FaultPlan, Profile};
 use crate::history::History;
 use crate::knobs::{Knobs, RepairPath};
 use crate::nemesis::{Nemesis, timeline};
-use crate::observer::{Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL};
+use crate::observer::{
+    FALSE_DEAD_LOSS_MAX, Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL,
+};
 use crate::quiet::{QuietWindows, SETTLE};
-use crate::workload::{WorkloadConfig, start_clients};
+use crate::wire::WireBook;
+use crate::workload::{ClientPhase, WorkloadConfig, start_clients};
 
 /// Which nodes must converge once faults stop.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,7 +174,19 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Pass => write!(f, "pass"),
             Verdict::Safety(violations) | Verdict::Liveness(violations) => {
-                write!(f, "{} failure: {} violation(s)", self.kind(), violations.len())?;
+                let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+                for violation in violations {
+                    *counts.entry(violation.check.name()).or_default() += 1;
+                }
+                let counts: Vec<String> =
+                    counts.iter().map(|(check, count)| format!("{check} {count}")).collect();
+                write!(
+                    f,
+                    "{} failure: {} violation(s) ({})",
+                    self.kind(),
+                    violations.len(),
+                    counts.join(", ")
+                )?;
                 for violation in violations.iter().take(10) {
                     write!(f, "\n  {violation}")?;
                 }
@@ -346,8 +362,10 @@ fn drive(
         )
         .map_err(|e| e.to_string())?,
     );
-    let stop = Rc::new(Cell::new(false));
-    start_clients(sim, &cluster, history, &stop, &config.workload)?;
+    // Installed before any client runs; kept until the verdict.
+    let (wire, _watching) = WireBook::install(&sim.handle());
+    let phase = Rc::new(Cell::new(ClientPhase::Workload));
+    start_clients(sim, &cluster, history, &phase, &config.workload)?;
     let start = sim.now();
     let heal = start + config.fault_phase;
     let end = heal + config.quiet;
@@ -360,6 +378,7 @@ fn drive(
         read_repair: knobs.runs(RepairPath::ReadRepair),
         tombstones_collected: knobs.collects_tombstones(),
         detector_bound: DETECTOR_BOUND,
+        alive_until_ns: if loss_only(plan) { quiet_end.as_nanos() } else { 0 },
     };
     let outages = outages(plan, &cluster.ids(), start.as_nanos());
     let observer = Observer::new(settings, windows.clone(), outages);
@@ -372,18 +391,24 @@ fn drive(
         nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
     }
     driver.advance_to(sim, heal)?;
-    // Heal; clients go on into the quiet window that opens after it, then stop, and the
-    // cluster settles.
+    // Heal; clients go on into the quiet window that opens after it, then probe every
+    // key (only where everything heals), then stop, and the cluster settles.
     nemesis.heal_all(sim, &cluster)?;
     let converging = converging_nodes(sim, &cluster, config)?;
-    let clients_stop = if quiet_end == heal { heal } else { heal + config.quiet / 2 };
-    driver.advance_to(sim, clients_stop)?;
-    stop.set(true);
+    if quiet_end == heal {
+        phase.set(ClientPhase::Stop);
+    } else {
+        driver.advance_to(sim, heal + config.quiet / 2)?;
+        phase.set(ClientPhase::Probe);
+        history.borrow_mut().probes_from_ns = Some(sim.now().as_nanos());
+        driver.advance_to(sim, heal + config.quiet * 3 / 4)?;
+        phase.set(ClientPhase::Stop);
+    }
     driver.advance_to(sim, end)?;
     // The last sample, at the very end, whatever the sampling grid: the final state
     // is judged too.
     driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
-    let ended = Ended { cluster: &cluster, observer: driver.observer, windows, converging };
+    let ended = Ended { cluster: &cluster, observer: driver.observer, windows, converging, wire };
     Ok(judge(setting, &history.borrow(), ended))
 }
 
@@ -393,12 +418,13 @@ struct Ended<'a> {
     observer: Observer,
     windows: QuietWindows,
     converging: (cache::Ring, Option<Vec<cache::NodeId>>),
+    wire: Rc<RefCell<WireBook>>,
 }
 
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging } = ended;
+    let Ended { cluster, observer, windows, converging, wire } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(checker::under_replicated(
         history,
@@ -410,7 +436,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     let run_time = config.fault_phase + config.quiet;
     safety.extend(checker::expired_reads(history, skew_ns_max(plan, run_time)));
     let state = FinalState::read(cluster);
-    safety.extend(checker::hint_accounting(cluster));
+    safety.extend(checker::hint_accounting(cluster, &wire.borrow()));
     let (progress, over_time): (Vec<Violation>, Vec<Violation>) =
         observer.into_violations().into_iter().partition(|violation| {
             matches!(violation.check, checker::Check::ReplicationLag | checker::Check::DetectorSlow)
@@ -441,6 +467,22 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
 /// How long a crashed node may stay on a live node's ring: the dead timeout (6 s), a
 /// heartbeat round with its probes (1.5 s), and a gossip round's slack.
 const DETECTOR_BOUND: Duration = Duration::from_secs(10);
+
+/// Whether nothing worse than message loss at or below [`FALSE_DEAD_LOSS_MAX`] happens
+/// in the plan (duplicates, clock skew and the latency tail aside): the failure
+/// detector then promises to declare no running node dead.
+fn loss_only(plan: &FaultPlan) -> bool {
+    let at_most = |ratio: Ratio| {
+        // a/b <= c/d, in integers.
+        u128::from(ratio.numerator()) * u128::from(FALSE_DEAD_LOSS_MAX.denominator())
+            <= u128::from(FALSE_DEAD_LOSS_MAX.numerator()) * u128::from(ratio.denominator())
+    };
+    plan.episodes.iter().all(|episode| match episode.fault {
+        Fault::Loss { ratio } => at_most(ratio),
+        Fault::Duplicate { .. } | Fault::ClockSkew { .. } => true,
+        _ => false,
+    })
+}
 
 /// The plan's crashes and pauses, in absolute virtual time.
 fn outages(plan: &FaultPlan, ids: &[cache::NodeId], start_ns: u64) -> Outages {

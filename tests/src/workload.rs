@@ -125,7 +125,7 @@ struct Shared {
     /// The cluster's nodes and addresses, refreshed when nodes join.
     targets: RefCell<Vec<(NodeId, Addr)>>,
     history: Rc<RefCell<History>>,
-    stop: Rc<Cell<bool>>,
+    phase: Rc<Cell<ClientPhase>>,
     config: WorkloadConfig,
     burst: RefCell<Option<Burst>>,
 }
@@ -146,7 +146,25 @@ impl Shared {
     }
 }
 
-/// Starts the clients; they run until `stop` is set, then finish their request.
+/// What the clients are doing; the run's driver moves them on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientPhase {
+    /// Random requests.
+    Workload,
+    /// The probe phase, after the heal: each client writes and reads each of its probe
+    /// keys ([`probe_keys`]) at QUORUM, then at ALL, once, in order.
+    Probe,
+    /// Finish the request in flight and stop.
+    Stop,
+}
+
+/// Up to this many keys, every client probes every key; past it, each client probes
+/// its share (key `i` belongs to client `i mod clients`), so that the probe phase of the
+/// `keys` profile stays as short as the others'.
+pub(crate) const PROBE_KEYS_ALL_MAX: usize = 256;
+
+/// Starts the clients; they run the workload until the phase moves on, then the probes,
+/// and finish their request when it is [`ClientPhase::Stop`].
 ///
 /// # Errors
 ///
@@ -155,7 +173,7 @@ pub(crate) fn start_clients(
     sim: &mut Sim,
     cluster: &Rc<DistCluster>,
     history: &Rc<RefCell<History>>,
-    stop: &Rc<Cell<bool>>,
+    phase: &Rc<Cell<ClientPhase>>,
     config: &WorkloadConfig,
 ) -> Result<(), String> {
     assert!(config.keys >= 1 && config.keys <= WORKLOAD_KEYS_MAX, "{} keys", config.keys);
@@ -167,7 +185,7 @@ pub(crate) fn start_clients(
         handle: sim.handle(),
         targets: RefCell::new(Vec::new()),
         history: Rc::clone(history),
-        stop: Rc::clone(stop),
+        phase: Rc::clone(phase),
         config: config.clone(),
         burst: RefCell::new(None),
     });
@@ -193,10 +211,10 @@ async fn client_loop(index: usize, shared: Rc<Shared>) {
     let rpc = RpcClient::<PeerRequest, PeerResponse>::bind(0)
         .expect("a fresh client node has free ports");
     let mut client = Client { index, sequence: 0, avoided: Vec::new(), last_burst_ns: 0 };
-    while !shared.stop.get() {
+    while shared.phase.get() == ClientPhase::Workload {
         let think = Duration::from_millis(sim::rand::range(0..shared.config.think_ms_max + 1));
         sim::time::sleep(think).await;
-        if shared.stop.get() {
+        if shared.phase.get() != ClientPhase::Workload {
             break;
         }
         let key = match join_or_start_burst(&mut client, &shared) {
@@ -210,6 +228,51 @@ async fn client_loop(index: usize, shared: Rc<Shared>) {
         client.sequence += 1;
         request_once(&mut client, key, &shared, &rpc).await;
     }
+    let levels = [Consistency::Quorum, Consistency::All];
+    for key in probe_keys(index, &shared.config) {
+        for consistency in levels {
+            for get in [false, true] {
+                if shared.phase.get() != ClientPhase::Probe {
+                    return;
+                }
+                client.sequence += 1;
+                let (kind, request) = probe_request(&client, &key, consistency, get);
+                let probe = Request { key: key.clone(), kind, request, consistency };
+                send(&mut client, probe, &shared, &rpc).await;
+            }
+        }
+    }
+}
+
+/// The keys client `index` probes, in order: every key, or its share of them (see
+/// [`PROBE_KEYS_ALL_MAX`]).
+fn probe_keys(index: usize, config: &WorkloadConfig) -> impl Iterator<Item = String> {
+    let share = config.keys > PROBE_KEYS_ALL_MAX;
+    let clients = config.clients;
+    (0..config.keys)
+        .filter(move |key| !share || key % clients == index)
+        .map(|key| format!("k{key}"))
+}
+
+/// A probe: a get, or a set of a fresh unpadded value with no TTL.
+fn probe_request(
+    client: &Client,
+    key: &str,
+    consistency: Consistency,
+    get: bool,
+) -> (OpKind, ClientRequest) {
+    let key = key.to_string();
+    if get {
+        return (OpKind::Get, ClientRequest::Get { key, consistency: Some(consistency) });
+    }
+    let value = format!("c{}-{}", client.index + 1, client.sequence);
+    let request = ClientRequest::Set {
+        key,
+        value: Bytes::from(value.clone()),
+        ttl: None,
+        consistency: Some(consistency),
+    };
+    (OpKind::Set { value, ttl_ms: None }, request)
 }
 
 /// Joins a pending burst this client has not joined yet, or starts one now and then
@@ -263,7 +326,6 @@ async fn request_once(
     shared: &Shared,
     rpc: &RpcClient<PeerRequest, PeerResponse>,
 ) {
-    let (target, addr) = pick_target(client, shared);
     // A burst is mostly writes, so that concurrent writers meet on one key.
     let in_burst = burst_key.is_some();
     let key = burst_key.unwrap_or_else(|| pick_key(&shared.config));
@@ -272,6 +334,27 @@ async fn request_once(
         OpKind::ListKeys { pattern } => pattern.clone(),
         _ => key,
     };
+    send(client, Request { key, kind, request, consistency }, shared, rpc).await;
+}
+
+/// One request, as recorded and as sent.
+struct Request {
+    /// The key (a listing's pattern).
+    key: String,
+    kind: OpKind,
+    request: ClientRequest,
+    consistency: Consistency,
+}
+
+/// Sends `request` to a node the client does not avoid and records it in the history.
+async fn send(
+    client: &mut Client,
+    request: Request,
+    shared: &Shared,
+    rpc: &RpcClient<PeerRequest, PeerResponse>,
+) {
+    let (target, addr) = pick_target(client, shared);
+    let Request { key, kind, request, consistency } = request;
     let invoke_ns = sim::time::Instant::now().as_nanos();
     let index = shared.history.borrow_mut().invoke(
         client.index,

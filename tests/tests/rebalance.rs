@@ -331,7 +331,11 @@ fn ownership_guard_refuses_foreign_writes() {
         let owners = [id("n1"), id("n2"), id("n3")];
         let key = find_owner_key(cluster.ring(), "guard", &owners, 1_000_000).expect("a key");
         let outsider = node(&cluster, "n4").peer_handler();
-        let replicate = PeerRequest::Replicate { key: key.clone(), entry: entry(1) };
+        let replicate = PeerRequest::Replicate {
+            key: key.clone(),
+            entry: entry(1),
+            cause: cache::ReplicaCause::Write,
+        };
         let transfer = PeerRequest::Rebalance(RebalanceRequest::Transfer {
             entries: vec![(key.clone(), entry(1))],
         });
