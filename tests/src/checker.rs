@@ -498,6 +498,27 @@ pub(crate) fn related_ops(history: &History, op: &Op) -> Vec<String> {
     ops
 }
 
+/// Liveness: the probe phase ends: every probe of the `expected` was sent, and each
+/// was answered before the phase's time ran out (the `unavailable` check judges the
+/// answers).
+pub(crate) fn probes_unfinished(history: &History, expected: usize) -> Vec<Violation> {
+    if history.probes_from_ns.is_none() {
+        return Vec::new();
+    }
+    let probes: Vec<&Op> = history.ops.iter().filter(|op| history.is_probe(op)).collect();
+    let pending: Vec<&Op> = probes.iter().copied().filter(|op| op.complete_ns.is_none()).collect();
+    if probes.len() >= expected && pending.is_empty() {
+        return Vec::new();
+    }
+    let message = format!(
+        "the probe phase ran out of time: {} of {expected} probes sent, {} unanswered",
+        probes.len(),
+        pending.len()
+    );
+    let ops = pending.iter().take(6).map(ToString::to_string).collect();
+    vec![Violation { check: Check::Unavailable, message, ops }]
+}
+
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,
 /// expired, superseded by a newer one, dropped by the per-node cap, or is still queued;
 /// none vanishes silently. And the cache's word is not taken for a delivery: a node
@@ -537,9 +558,10 @@ pub(crate) fn hint_accounting(cluster: &DistCluster, wire: &WireBook) -> Vec<Vio
 }
 
 /// Liveness: after heal and the quiet period, every owner of every key holds the same
-/// newest version. When tombstones are collected within the run (`tombstones_collected`),
-/// an owner holding nothing may have collected the newest (a tombstone) already: each
-/// node collects by its own clock.
+/// newest version with the same value. When tombstones are collected within the run
+/// (`tombstones_collected`), an owner holding nothing may have collected the newest
+/// already if it is a tombstone (or an item whose TTL leaves one): each node collects
+/// by its own clock.
 pub(crate) fn divergence(
     ring: &cache::Ring,
     state: &FinalState,
@@ -553,7 +575,12 @@ pub(crate) fn divergence(
             .iter()
             .filter(|owner| match held.get(*owner) {
                 Some(held) => !held.agrees(newest),
-                None => !tombstones_collected,
+                // An owner may hold nothing only where the newest is a tombstone, or an
+                // item whose expiry leaves one, that it may have collected already.
+                None => {
+                    let collectable = newest.content == Content::Tombstone || newest.expires;
+                    !(tombstones_collected && collectable)
+                }
             })
             .map(|owner| match held.get(owner) {
                 Some(held) if held.version == newest.version => {

@@ -369,8 +369,10 @@ fn drive(
     let start = sim.now();
     let heal = start + config.fault_phase;
     let end = heal + config.quiet;
-    // In majority mode a minority stays cut off after the heal: nothing is quiet then.
-    let quiet_end = if config.liveness == Liveness::Majority { heal } else { end };
+    // In majority mode a minority stays cut off after the heal: nothing is quiet then,
+    // and nothing is probed. Else the quiet lasts to the end of the probes.
+    let quiet_end =
+        if config.liveness == Liveness::Majority { heal } else { end + PROBE_PHASE_MAX };
     let windows =
         QuietWindows::new(plan, start.as_nanos(), heal.as_nanos(), quiet_end.as_nanos(), SETTLE);
     let settings = ObserverSettings {
@@ -391,26 +393,59 @@ fn drive(
         nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
     }
     driver.advance_to(sim, heal)?;
-    // Heal; clients go on into the quiet window that opens after it, then probe every
-    // key (only where everything heals), then stop, and the cluster settles.
+    // Heal; clients go on into the quiet window that opens after it, then stop, and
+    // the cluster settles.
     nemesis.heal_all(sim, &cluster)?;
     let converging = converging_nodes(sim, &cluster, config)?;
-    if quiet_end == heal {
-        phase.set(ClientPhase::Stop);
-    } else {
-        driver.advance_to(sim, heal + config.quiet / 2)?;
-        phase.set(ClientPhase::Probe);
-        history.borrow_mut().probes_from_ns = Some(sim.now().as_nanos());
-        driver.advance_to(sim, heal + config.quiet * 3 / 4)?;
-        phase.set(ClientPhase::Stop);
-    }
+    let clients_stop = if quiet_end == heal { heal } else { heal + config.quiet / 2 };
+    driver.advance_to(sim, clients_stop)?;
+    phase.set(if quiet_end == heal { ClientPhase::Stop } else { ClientPhase::Idle });
     driver.advance_to(sim, end)?;
-    // The last sample, at the very end, whatever the sampling grid: the final state
-    // is judged too.
+    // The end state, read before the probes write every key (which would repair what
+    // the repair paths failed to).
+    let state = match &converging.1 {
+        None => FinalState::read(&cluster),
+        Some(majority) => FinalState::read_nodes(&cluster, majority),
+    };
+    if quiet_end != heal {
+        probe(sim, &mut driver, &phase, &config.workload)?;
+    }
+    // The last sample, at the very end, whatever the sampling grid.
     driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
-    let ended = Ended { cluster: &cluster, observer: driver.observer, windows, converging, wire };
+    let ended =
+        Ended { cluster: &cluster, observer: driver.observer, windows, converging, wire, state };
     Ok(judge(setting, &history.borrow(), ended))
 }
+
+/// The longest the probe phase may last: far more than every client needs to probe
+/// its keys with every node up.
+const PROBE_PHASE_MAX: Duration = Duration::from_secs(30);
+
+/// The probe phase: every client writes and reads each of its probe keys at QUORUM
+/// then ALL; runs until every probe has ended or [`PROBE_PHASE_MAX`].
+fn probe(
+    sim: &mut Sim,
+    driver: &mut Driver<'_>,
+    phase: &Cell<ClientPhase>,
+    workload: &WorkloadConfig,
+) -> Result<(), String> {
+    let from = sim.now();
+    driver.history.borrow_mut().probes_from_ns = Some(from.as_nanos());
+    phase.set(ClientPhase::Probe);
+    let expected = crate::workload::probe_count(workload);
+    let ended = |history: &History| {
+        let probes = history.ops.iter().filter(|op| history.is_probe(op));
+        probes.filter(|op| op.complete_ns.is_some()).count()
+    };
+    while sim.now() < from + PROBE_PHASE_MAX && ended(&driver.history.borrow()) < expected {
+        driver.advance_to(sim, sim.now() + PROBE_POLL)?;
+    }
+    phase.set(ClientPhase::Stop);
+    Ok(())
+}
+
+/// How often the driver looks whether the probes have ended.
+const PROBE_POLL: Duration = Duration::from_millis(100);
 
 /// What a run leaves for the checkers.
 struct Ended<'a> {
@@ -419,12 +454,14 @@ struct Ended<'a> {
     windows: QuietWindows,
     converging: (cache::Ring, Option<Vec<cache::NodeId>>),
     wire: Rc<RefCell<WireBook>>,
+    /// The stores at the end of the quiet period, before the probes.
+    state: FinalState,
 }
 
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging, wire } = ended;
+    let Ended { cluster, observer, windows, converging, wire, state } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(checker::under_replicated(
         history,
@@ -435,7 +472,6 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     safety.extend(checker::stale_reads(history, config.replication, &windows, rebalance));
     let run_time = config.fault_phase + config.quiet;
     safety.extend(checker::expired_reads(history, skew_ns_max(plan, run_time)));
-    let state = FinalState::read(cluster);
     safety.extend(checker::hint_accounting(cluster, &wire.borrow()));
     let (progress, over_time): (Vec<Violation>, Vec<Violation>) =
         observer.into_violations().into_iter().partition(|violation| {
@@ -450,10 +486,11 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     let mut liveness = Vec::new();
     if !setting.buggify {
         liveness.extend(checker::unavailable(history, &windows));
+        let expected = crate::workload::probe_count(&config.workload);
+        liveness.extend(checker::probes_unfinished(history, expected));
     }
     liveness.extend(progress);
-    let (ring, majority) = converging;
-    let state = majority.map_or(state, |ids| FinalState::read_nodes(cluster, &ids));
+    let (ring, _) = converging;
     if converges(knobs, plan, cluster) {
         liveness.extend(checker::divergence(&ring, &state, knobs.collects_tombstones()));
     }

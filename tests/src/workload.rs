@@ -151,17 +151,17 @@ impl Shared {
 pub(crate) enum ClientPhase {
     /// Random requests.
     Workload,
+    /// Waiting for the probes (polling every [`IDLE_POLL`]).
+    Idle,
     /// The probe phase, after the heal: each client writes and reads each of its probe
-    /// keys ([`probe_keys`]) at QUORUM, then at ALL, once, in order.
+    /// keys ([`probe_keys`]) at QUORUM, then at ALL, [`PROBE_LANES`] keys or more at once.
     Probe,
     /// Finish the request in flight and stop.
     Stop,
 }
 
-/// Up to this many keys, every client probes every key; past it, each client probes
-/// its share (key `i` belongs to client `i mod clients`), so that the probe phase of the
-/// `keys` profile stays as short as the others'.
-pub(crate) const PROBE_KEYS_ALL_MAX: usize = 256;
+/// How often an idle client looks whether the probes have begun.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Starts the clients; they run the workload until the phase moves on, then the probes,
 /// and finish their request when it is [`ClientPhase::Stop`].
@@ -228,35 +228,63 @@ async fn client_loop(index: usize, shared: Rc<Shared>) {
         client.sequence += 1;
         request_once(&mut client, key, &shared, &rpc).await;
     }
-    let levels = [Consistency::Quorum, Consistency::All];
-    for key in probe_keys(index, &shared.config) {
-        for consistency in levels {
+    while shared.phase.get() == ClientPhase::Idle {
+        sim::time::sleep(IDLE_POLL).await;
+    }
+    let keys: Vec<String> = probe_keys(index, &shared.config).collect();
+    // Enough lanes that none has more than PROBE_LANE_KEYS_MAX keys.
+    let lane_count = keys.len().div_ceil(PROBE_LANE_KEYS_MAX).max(PROBE_LANES);
+    let lanes = (0..lane_count).map(|lane| {
+        let keys: Vec<String> = keys.iter().skip(lane).step_by(lane_count).cloned().collect();
+        probe_lane(index, keys, &shared, &rpc)
+    });
+    futures::future::join_all(lanes).await;
+}
+
+/// Probes one client runs at once, at least, each over its own keys: a client's keys
+/// are probed in a few round trips even where the latency tail slows ALL requests.
+const PROBE_LANES: usize = 4;
+/// Keys one probe lane takes at most; a client with more keys runs more lanes.
+const PROBE_LANE_KEYS_MAX: usize = 16;
+
+/// Writes and reads each of `keys` at QUORUM, then at ALL, in order.
+async fn probe_lane(
+    index: usize,
+    keys: Vec<String>,
+    shared: &Shared,
+    rpc: &RpcClient<PeerRequest, PeerResponse>,
+) {
+    let mut client = Client { index, sequence: 0, avoided: Vec::new(), last_burst_ns: 0 };
+    for key in keys {
+        for consistency in [Consistency::Quorum, Consistency::All] {
             for get in [false, true] {
                 if shared.phase.get() != ClientPhase::Probe {
                     return;
                 }
-                client.sequence += 1;
-                let (kind, request) = probe_request(&client, &key, consistency, get);
+                let (kind, request) = probe_request(index, &key, consistency, get);
                 let probe = Request { key: key.clone(), kind, request, consistency };
-                send(&mut client, probe, &shared, &rpc).await;
+                send(&mut client, probe, shared, rpc).await;
             }
         }
     }
 }
 
-/// The keys client `index` probes, in order: every key, or its share of them (see
-/// [`PROBE_KEYS_ALL_MAX`]).
+/// The keys client `index` probes, in order: its share of the keys (key `i` is probed
+/// by client `i mod clients`), so that every key is probed once per level.
 fn probe_keys(index: usize, config: &WorkloadConfig) -> impl Iterator<Item = String> {
-    let share = config.keys > PROBE_KEYS_ALL_MAX;
     let clients = config.clients;
-    (0..config.keys)
-        .filter(move |key| !share || key % clients == index)
-        .map(|key| format!("k{key}"))
+    (0..config.keys).filter(move |key| key % clients == index).map(|key| format!("k{key}"))
 }
 
-/// A probe: a get, or a set of a fresh unpadded value with no TTL.
+/// How many probes the clients send in all: four per key each probes.
+pub(crate) fn probe_count(config: &WorkloadConfig) -> usize {
+    (0..config.clients).map(|index| probe_keys(index, config).count() * 4).sum()
+}
+
+/// A probe: a get, or a set with no TTL of a value unique to the client, key and level
+/// (`c{client}-probe-{key}-{level}`).
 fn probe_request(
-    client: &Client,
+    index: usize,
     key: &str,
     consistency: Consistency,
     get: bool,
@@ -265,7 +293,7 @@ fn probe_request(
     if get {
         return (OpKind::Get, ClientRequest::Get { key, consistency: Some(consistency) });
     }
-    let value = format!("c{}-{}", client.index + 1, client.sequence);
+    let value = format!("c{}-probe-{key}-{consistency}", index + 1);
     let request = ClientRequest::Set {
         key,
         value: Bytes::from(value.clone()),
