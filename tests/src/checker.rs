@@ -45,6 +45,9 @@ pub enum Check {
     /// With nothing worse than message loss below the promised rate, a running node
     /// was declared dead (taken off another's ring).
     DetectorFalseDead,
+    /// Inside a quiet window, a QUORUM or ALL read left an owner it found stale
+    /// unrepaired: no read repair to it crossed the wire.
+    ReadRepairMissing,
 }
 
 impl Check {
@@ -64,6 +67,7 @@ impl Check {
             Check::ExpiredRead => "expired-read",
             Check::DetectorSlow => "detector-slow",
             Check::DetectorFalseDead => "detector-false-dead",
+            Check::ReadRepairMissing => "read-repair-missing",
         }
     }
 }
@@ -518,6 +522,75 @@ pub(crate) fn probes_unfinished(history: &History, expected: usize) -> Vec<Viola
     let ops = pending.iter().take(6).map(ToString::to_string).collect();
     vec![Violation { check: Check::Unavailable, message, ops }]
 }
+
+/// Liveness, observed at the wire: inside a quiet window, a QUORUM or ALL read of an
+/// item sends a read repair to every owner that answered it with an older version or
+/// with nothing, within `bound_ns` of the answer, for reads due before the run ends at
+/// `run_end_ns`. (Anti-entropy or a later write may repair the owner as well; the read
+/// must still do its part.) A read that a ONE read of the same key through the same
+/// node overlaps is not judged: the wire cannot tell their replica reads apart.
+pub(crate) fn read_repairs_missing(
+    history: &History,
+    cluster: &DistCluster,
+    windows: &QuietWindows,
+    wire: &WireBook,
+    (bound_ns, run_end_ns): (u64, u64),
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if !wire.read_repairs_complete() {
+        return violations;
+    }
+    let reads: Vec<&Op> = history.ops.iter().filter(|op| op.is_read()).collect();
+    let overlapped_by_one = |op: &Op, done_ns: u64| {
+        reads.iter().any(|other| {
+            other.consistency == Consistency::One
+                && other.key == op.key
+                && other.target == op.target
+                && other.invoke_ns <= done_ns
+                && other.complete_ns.is_none_or(|other_done| other_done >= op.invoke_ns)
+        })
+    };
+    for op in reads.iter().filter(|op| op.consistency != Consistency::One) {
+        let (Outcome::Ok { version: Some(version), .. }, Some(done_ns)) =
+            (&op.outcome, op.complete_ns)
+        else {
+            continue;
+        };
+        let Some(due_ns) = done_ns.checked_add(bound_ns) else { continue };
+        if due_ns > run_end_ns || windows.around(op.invoke_ns, due_ns).is_none() {
+            continue;
+        }
+        let Some(coordinator) = cluster.sim_node(&op.target) else { continue };
+        if overlapped_by_one(op, done_ns) {
+            continue;
+        }
+        let span = (op.invoke_ns, done_ns);
+        for owner in wire.stale_answers(coordinator, &op.key, span, version) {
+            if wire.read_repair_sent((coordinator, owner), &op.key, (op.invoke_ns, due_ns)) {
+                continue;
+            }
+            let owner = cluster.ids().into_iter().find(|id| cluster.sim_node(id) == Some(owner));
+            let owner = owner.map_or_else(|| "an owner".to_string(), |id| id.to_string());
+            let message = format!(
+                "{} read {} at {}, {owner} answered without its version, but {} sent it no read repair within {:.1}s",
+                op.target,
+                op.key,
+                op.consistency,
+                op.target,
+                bound_ns as f64 / 1e9
+            );
+            let ops = vec![op.to_string()];
+            violations.push(Violation { check: Check::ReadRepairMissing, message, ops });
+            if violations.len() == READ_REPAIR_VIOLATIONS_MAX {
+                return violations;
+            }
+        }
+    }
+    violations
+}
+
+/// Missing read repairs reported per run at most.
+const READ_REPAIR_VIOLATIONS_MAX: usize = 20;
 
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,
 /// expired, superseded by a newer one, dropped by the per-node cap, or is still queued;

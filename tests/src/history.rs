@@ -80,7 +80,8 @@ pub struct Op {
     /// The outcome.
     pub outcome: Outcome,
     /// For acknowledged writes: the nodes that held the write (or newer) when it was
-    /// acknowledged, seen white-box.
+    /// acknowledged; for reads of an item, the nodes that held its version (or newer)
+    /// when the answer arrived; seen white-box.
     pub holders: Vec<NodeId>,
 }
 

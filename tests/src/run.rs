@@ -412,8 +412,8 @@ fn drive(
     }
     // The last sample, at the very end, whatever the sampling grid.
     driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
-    let ended =
-        Ended { cluster: &cluster, observer: driver.observer, windows, converging, wire, state };
+    let (observer, ended_ns) = (driver.observer, sim.now().as_nanos());
+    let ended = Ended { cluster: &cluster, observer, windows, converging, wire, state, ended_ns };
     Ok(judge(setting, &history.borrow(), ended))
 }
 
@@ -456,12 +456,14 @@ struct Ended<'a> {
     wire: Rc<RefCell<WireBook>>,
     /// The stores at the end of the quiet period, before the probes.
     state: FinalState,
+    /// When the run ended (virtual ns).
+    ended_ns: u64,
 }
 
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging, wire, state } = ended;
+    let Ended { cluster, observer, windows, converging, wire, state, ended_ns } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(checker::under_replicated(
         history,
@@ -488,6 +490,12 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
         liveness.extend(checker::unavailable(history, &windows));
         let expected = crate::workload::probe_count(&config.workload);
         liveness.extend(checker::probes_unfinished(history, expected));
+        if knobs.runs(RepairPath::ReadRepair) {
+            let bound_ns = u64::try_from(READ_REPAIR_BOUND.as_nanos()).unwrap_or(u64::MAX);
+            let (wire, bounds) = (&wire.borrow(), (bound_ns, ended_ns));
+            liveness
+                .extend(checker::read_repairs_missing(history, cluster, &windows, wire, bounds));
+        }
     }
     liveness.extend(progress);
     let (ring, _) = converging;
@@ -500,6 +508,10 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     }
     if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
 }
+
+/// How soon after a read's answer its read repairs leave: the slowest owner's answer
+/// (the repair waits for every owner, up to the RPC timeout of 5 s) and a second.
+const READ_REPAIR_BOUND: Duration = Duration::from_secs(6);
 
 /// How long a crashed node may stay on a live node's ring: the dead timeout (6 s), a
 /// heartbeat round with its probes (1.5 s), and a gossip round's slack.

@@ -9,6 +9,12 @@
 //! booked but not counted by a correct node: the inequality, not equality, is the
 //! promise.)
 //!
+//! It also books every replica read (`Read`) with the version it was answered, and
+//! every read repair sent (`Replicate` with cause [`ReplicaCause::ReadRepair`]): by
+//! whom, to whom, for which key and when, so that the harness sees that a read repaired
+//! the owners that answered it stale, whatever else (anti-entropy, a later write)
+//! repaired them too.
+//!
 //! Request ids are unique in a run: the client socket's binding in the high 32 bits
 //! (see [`sim::net::Rpc`]). A node restarted binds a new client socket, so a new
 //! binding in a node's hint requests starts a fresh book for its new incarnation, and
@@ -18,7 +24,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use cache::{PeerRequest, PeerResponse, ReplicaCause};
+use cache::{PeerRequest, PeerResponse, ReplicaCause, Version};
 use sim::net::{MessageMeta, Rpc, RuleGuard, Verdict};
 
 /// Unanswered hint replays booked per incarnation. Past it the oldest is forgotten:
@@ -36,10 +42,33 @@ struct HintLedger {
     answered: u64,
 }
 
-/// Per simulated node: its current incarnation's hint replays.
+/// Read repairs booked per run at most; past it, later ones are not booked (and the
+/// read-repair check stops judging: see [`WireBook::read_repairs_complete`]).
+const READ_REPAIRS_MAX: usize = 1 << 16;
+
+/// A replica read (`PeerRequest::Read`) as the wire saw it.
+#[derive(Clone, Debug)]
+struct ReplicaRead {
+    from: sim::NodeId,
+    to: sim::NodeId,
+    key: String,
+    sent_ns: u64,
+    /// The version answered (`None` inside: the owner held nothing); `None` until an
+    /// answer is sent.
+    answer: Option<Option<Version>>,
+}
+
+/// Per simulated node: its current incarnation's hint replays; and every replica read
+/// and read repair sent.
 #[derive(Debug, Default)]
 pub(crate) struct WireBook {
     hints: BTreeMap<sim::NodeId, HintLedger>,
+    /// (from, to, key) → when each read repair was sent (virtual ns).
+    read_repairs: BTreeMap<(sim::NodeId, sim::NodeId, String), Vec<u64>>,
+    /// Replica reads by request id.
+    reads: BTreeMap<u64, ReplicaRead>,
+    /// Read repairs and replica reads booked; past [`READ_REPAIRS_MAX`], no more.
+    read_repair_count: usize,
 }
 
 impl WireBook {
@@ -60,6 +89,60 @@ impl WireBook {
         self.hints.get(&node).map(|ledger| ledger.answered)
     }
 
+    /// Whether a read repair of `key` from `from` to `to` was sent within
+    /// `from_ns..=to_ns`.
+    pub(crate) fn read_repair_sent(
+        &self,
+        (from, to): (sim::NodeId, sim::NodeId),
+        key: &str,
+        (from_ns, to_ns): (u64, u64),
+    ) -> bool {
+        let sent = self.read_repairs.get(&(from, to, key.to_string()));
+        sent.is_some_and(|sent| sent.iter().any(|at_ns| (from_ns..=to_ns).contains(at_ns)))
+    }
+
+    /// Whether every read repair and replica read sent was booked (none past
+    /// [`READ_REPAIRS_MAX`]).
+    pub(crate) fn read_repairs_complete(&self) -> bool {
+        self.read_repair_count < READ_REPAIRS_MAX
+    }
+
+    /// The owners that `coordinator` asked for `key` within `from_ns..=to_ns` (replica
+    /// reads) and that answered every such read with a version older than `version` or
+    /// with nothing. (Reads of one key through one node may overlap, and the wire
+    /// cannot tell their replica reads apart: an owner is stale for a read only if it
+    /// answered stale to all of them, its own among them.)
+    pub(crate) fn stale_answers(
+        &self,
+        coordinator: sim::NodeId,
+        key: &str,
+        (from_ns, to_ns): (u64, u64),
+        version: &Version,
+    ) -> BTreeSet<sim::NodeId> {
+        let mut stale: BTreeMap<sim::NodeId, bool> = BTreeMap::new();
+        let asked = self.reads.values().filter(|read| {
+            read.from == coordinator && read.key == key && (from_ns..=to_ns).contains(&read.sent_ns)
+        });
+        for read in asked {
+            let older = match &read.answer {
+                Some(Some(answered)) => answered < version,
+                Some(None) => true,
+                None => false,
+            };
+            *stale.entry(read.to).or_insert(true) &= older;
+        }
+        stale.into_iter().filter(|(_, stale)| *stale).map(|(owner, _)| owner).collect()
+    }
+
+    /// Books one more read repair or replica read; false past [`READ_REPAIRS_MAX`].
+    fn book(&mut self) -> bool {
+        if self.read_repair_count == READ_REPAIRS_MAX {
+            return false;
+        }
+        self.read_repair_count += 1;
+        true
+    }
+
     fn see(&mut self, meta: &MessageMeta<'_>) {
         let Some(message) = meta.downcast_ref::<Rpc<PeerRequest, PeerResponse>>() else {
             return;
@@ -76,6 +159,30 @@ impl WireBook {
                 }
                 ledger.unanswered.insert(*id);
                 assert!(ledger.unanswered.len() <= HINTS_UNANSWERED_MAX);
+            }
+            Rpc::Request {
+                body: PeerRequest::Replicate { key, cause: ReplicaCause::ReadRepair, .. },
+                ..
+            } => {
+                if !self.book() {
+                    return;
+                }
+                let at_ns = sim::time::Instant::now().as_nanos();
+                let link = (meta.from().node(), meta.to().node(), key.clone());
+                self.read_repairs.entry(link).or_default().push(at_ns);
+            }
+            Rpc::Request { id, body: PeerRequest::Read { key } } => {
+                if !self.book() {
+                    return;
+                }
+                let sent_ns = sim::time::Instant::now().as_nanos();
+                let (from, to, key) = (meta.from().node(), meta.to().node(), key.clone());
+                self.reads.insert(*id, ReplicaRead { from, to, key, sent_ns, answer: None });
+            }
+            Rpc::Response { id, body: PeerResponse::Entry(entry) } => {
+                if let Some(read) = self.reads.get_mut(id) {
+                    read.answer.get_or_insert(entry.as_ref().map(|e| e.version().clone()));
+                }
             }
             Rpc::Response { id, body: PeerResponse::Replicated { .. } } => {
                 let Some(ledger) = self.hints.get_mut(&meta.to().node()) else { return };

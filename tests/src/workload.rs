@@ -396,10 +396,9 @@ async fn send(
     let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
     let avoid = should_avoid(&answer);
     let outcome = outcome_of(answer);
+    // Who holds the version written or read (or newer) as the answer arrives.
     let holders = match &outcome {
-        Outcome::Ok { version: Some(version), value: None } => {
-            holders_of(&shared.cluster, &key, version)
-        }
+        Outcome::Ok { version: Some(version), .. } => holders_of(&shared.cluster, &key, version),
         _ => Vec::new(),
     };
     let complete_ns = sim::time::Instant::now().as_nanos();

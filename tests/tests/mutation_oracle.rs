@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use cachesim::{RunConfig, mutant_profile, run};
 
-/// Seeds the oracle runs unless `ORACLE_SEEDS` says otherwise: 50 of each of the 7
-/// profiles, ~11 s for a passing sweep in the dev profile on one core (~31 ms a seed).
-const SEEDS_DEFAULT: u64 = 350;
+/// Seeds the oracle runs unless `ORACLE_SEEDS` says otherwise: 50 of each of the 8
+/// profiles, ~20 s for a passing sweep in the dev profile on one core (~49 ms a seed).
+const SEEDS_DEFAULT: u64 = 400;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
