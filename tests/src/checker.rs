@@ -1,7 +1,7 @@
 //! The checkers: they read the history and, white-box, the nodes' stores, and decide.
 //! Each checks one clause of the consistency contract (README, "Consistency contract").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use cache::{Consistency, Entry, NodeId, Version};
@@ -48,6 +48,9 @@ pub enum Check {
     /// Inside a quiet window, a QUORUM or ALL read left an owner it found stale
     /// unrepaired: no read repair to it crossed the wire.
     ReadRepairMissing,
+    /// A node joined and came to own a key held before it joined, but rebalance (or a
+    /// write) never handed the key to it: only anti-entropy did, or nothing.
+    RebalanceMissing,
 }
 
 impl Check {
@@ -68,6 +71,7 @@ impl Check {
             Check::DetectorSlow => "detector-slow",
             Check::DetectorFalseDead => "detector-false-dead",
             Check::ReadRepairMissing => "read-repair-missing",
+            Check::RebalanceMissing => "rebalance-missing",
         }
     }
 }
@@ -591,6 +595,65 @@ pub(crate) fn read_repairs_missing(
 
 /// Missing read repairs reported per run at most.
 const READ_REPAIR_VIOLATIONS_MAX: usize = 20;
+
+/// A node that joined, when, and the keys live on some node as it joined.
+#[derive(Clone, Debug)]
+pub(crate) struct Joined {
+    pub(crate) node: NodeId,
+    pub(crate) at_ns: u64,
+    pub(crate) keys_before: BTreeSet<String>,
+}
+
+impl Joined {
+    /// The keys some running node holds a live item of now.
+    pub(crate) fn live_keys(cluster: &DistCluster) -> BTreeSet<String> {
+        let nodes = cluster.ids().into_iter().filter_map(|id| cluster.by_id(&id));
+        let entries = nodes.flat_map(|node| node.local_entries());
+        entries.filter(|(_, entry)| !entry.is_tombstone()).map(|(key, _)| key).collect()
+    }
+}
+
+/// Liveness, observed at the wire: rebalance moves every key to its new owners. Each
+/// key that was live before a node joined, that the node owns on `ring` at the end and
+/// holds a live item of in `state`, was handed to it after it joined by rebalance (or
+/// by a write, a hint or a read repair), not by anti-entropy alone.
+pub(crate) fn rebalance_missing(
+    joins: &[Joined],
+    ring: &cache::Ring,
+    state: &FinalState,
+    cluster: &DistCluster,
+    wire: &WireBook,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for joined in joins {
+        let Some(to) = cluster.sim_node(&joined.node) else { continue };
+        let mut missing = Vec::new();
+        for key in &joined.keys_before {
+            let held = state.held.get(key).and_then(|held| held.get(&joined.node));
+            let live = held.is_some_and(|held| held.content != Content::Tombstone);
+            if !live || !ring.lookup(key).contains(&joined.node) {
+                continue;
+            }
+            match wire.handed_to(to, key, joined.at_ns) {
+                None => return violations,
+                Some(true) => {}
+                Some(false) => missing.push(key.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(8).copied().collect();
+            let message = format!(
+                "{} joined at {:.3}s and owns {} key(s) live before it joined that rebalance never handed to it: {}",
+                joined.node,
+                joined.at_ns as f64 / 1e9,
+                missing.len(),
+                shown.join(" ")
+            );
+            violations.push(Violation { check: Check::RebalanceMissing, message, ops: Vec::new() });
+        }
+    }
+    violations
+}
 
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,
 /// expired, superseded by a newer one, dropped by the per-node cap, or is still queued;

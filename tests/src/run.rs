@@ -18,12 +18,12 @@ use sim::Sim;
 use sim::rand::{Ratio, RngExt, SimRng};
 use sim::time::Instant;
 
-use crate::checker::{self, Availability, FinalState, Violation};
+use crate::checker::{self, Availability, FinalState, Joined, Violation};
 use crate::cluster::{DistCluster, setup_in_process_cluster_mutant};
 use crate::faults::{Fault, FaultPlan, Profile};
 use crate::history::History;
 use crate::knobs::{Knobs, RepairPath};
-use crate::nemesis::{Nemesis, timeline};
+use crate::nemesis::{Action, Nemesis, timeline};
 use crate::observer::{
     FALSE_DEAD_LOSS_MAX, Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL,
 };
@@ -388,9 +388,16 @@ fn drive(
         Driver { cluster: &cluster, history, observer, next_sample: start + SAMPLE_INTERVAL };
     // Fault phase.
     let mut nemesis = Nemesis::new();
+    let mut joins = Vec::new();
     for step in timeline(plan) {
         driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
+        let joining = matches!(step.action, Action::Apply(Fault::Join));
+        let keys_before = joining.then(|| Joined::live_keys(&cluster));
         nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
+        let joined = history.borrow().joins.get(joins.len()).cloned();
+        if let (Some((node, at_ns)), Some(keys_before)) = (joined, keys_before) {
+            joins.push(Joined { node, at_ns, keys_before });
+        }
     }
     driver.advance_to(sim, heal)?;
     // Heal; clients go on into the quiet window that opens after it, then stop, and
@@ -413,7 +420,8 @@ fn drive(
     // The last sample, at the very end, whatever the sampling grid.
     driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
     let (observer, ended_ns) = (driver.observer, sim.now().as_nanos());
-    let ended = Ended { cluster: &cluster, observer, windows, converging, wire, state, ended_ns };
+    let ended =
+        Ended { cluster: &cluster, observer, windows, converging, wire, state, ended_ns, joins };
     Ok(judge(setting, &history.borrow(), ended))
 }
 
@@ -458,12 +466,14 @@ struct Ended<'a> {
     state: FinalState,
     /// When the run ended (virtual ns).
     ended_ns: u64,
+    /// The nodes that joined, with the keys live before each.
+    joins: Vec<Joined>,
 }
 
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging, wire, state, ended_ns } = ended;
+    let Ended { cluster, observer, windows, converging, wire, state, ended_ns, joins } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(checker::under_replicated(
         history,
@@ -502,9 +512,12 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     if converges(knobs, plan, cluster) {
         liveness.extend(checker::divergence(&ring, &state, knobs.collects_tombstones()));
     }
-    // Rebalance is what drops the copies a node no longer owns.
+    // Rebalance is what drops the copies a node no longer owns, and what moves keys
+    // to a node that joined.
     if knobs.runs(RepairPath::Rebalance) {
         liveness.extend(checker::extra_copies(cluster, &state));
+        let wire = &wire.borrow();
+        liveness.extend(checker::rebalance_missing(&joins, &ring, &state, cluster, wire));
     }
     if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
 }

@@ -15,6 +15,11 @@
 //! the owners that answered it stale, whatever else (anti-entropy, a later write)
 //! repaired them too.
 //!
+//! And it books every entry handed to a node by a path other than anti-entropy
+//! (rebalance transfers, replica writes, hints, read repairs), so that the harness sees
+//! rebalance move keys to a node that joined, even where anti-entropy would have
+//! brought them anyway.
+//!
 //! Request ids are unique in a run: the client socket's binding in the high 32 bits
 //! (see [`sim::net::Rpc`]). A node restarted binds a new client socket, so a new
 //! binding in a node's hint requests starts a fresh book for its new incarnation, and
@@ -24,7 +29,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use cache::{PeerRequest, PeerResponse, ReplicaCause, Version};
+use cache::{PeerRequest, PeerResponse, RebalanceRequest, ReplicaCause, Version};
 use sim::net::{MessageMeta, Rpc, RuleGuard, Verdict};
 
 /// Unanswered hint replays booked per incarnation. Past it the oldest is forgotten:
@@ -69,7 +74,15 @@ pub(crate) struct WireBook {
     reads: BTreeMap<u64, ReplicaRead>,
     /// Read repairs and replica reads booked; past [`READ_REPAIRS_MAX`], no more.
     read_repair_count: usize,
+    /// (to, key) → when an entry of `key` was sent to `to` by a path other than
+    /// anti-entropy: a rebalance transfer, a replica write, a hint or a read repair.
+    handed: BTreeMap<(sim::NodeId, String), Vec<u64>>,
+    /// Entries booked in `handed`; past [`HANDED_MAX`], no more.
+    handed_count: usize,
 }
+
+/// Hand-offs booked per run at most (the rebalance check stops judging past it).
+const HANDED_MAX: usize = 1 << 20;
 
 impl WireBook {
     /// Installs the watching rule; the book is kept while the guard lives.
@@ -134,6 +147,25 @@ impl WireBook {
         stale.into_iter().filter(|(_, stale)| *stale).map(|(owner, _)| owner).collect()
     }
 
+    /// Whether an entry of `key` reached the wire to `to` at `from_ns` or later by a
+    /// path other than anti-entropy; `None` if the book overflowed and cannot tell.
+    pub(crate) fn handed_to(&self, to: sim::NodeId, key: &str, from_ns: u64) -> Option<bool> {
+        if self.handed_count >= HANDED_MAX {
+            return None;
+        }
+        let sent = self.handed.get(&(to, key.to_string()));
+        Some(sent.is_some_and(|sent| sent.iter().any(|at_ns| *at_ns >= from_ns)))
+    }
+
+    fn hand(&mut self, to: sim::NodeId, key: &str) {
+        if self.handed_count >= HANDED_MAX {
+            return;
+        }
+        self.handed_count += 1;
+        let at_ns = sim::time::Instant::now().as_nanos();
+        self.handed.entry((to, key.to_string())).or_default().push(at_ns);
+    }
+
     /// Books one more read repair or replica read; false past [`READ_REPAIRS_MAX`].
     fn book(&mut self) -> bool {
         if self.read_repair_count == READ_REPAIRS_MAX {
@@ -147,6 +179,19 @@ impl WireBook {
         let Some(message) = meta.downcast_ref::<Rpc<PeerRequest, PeerResponse>>() else {
             return;
         };
+        if let Rpc::Request { body, .. } = message {
+            match body {
+                PeerRequest::Replicate { key, cause, .. }
+                    if *cause != ReplicaCause::AntiEntropy =>
+                {
+                    self.hand(meta.to().node(), key);
+                }
+                PeerRequest::Rebalance(RebalanceRequest::Transfer { entries }) => {
+                    entries.iter().for_each(|(key, _)| self.hand(meta.to().node(), key));
+                }
+                _ => {}
+            }
+        }
         match message {
             Rpc::Request { id, body: PeerRequest::Replicate { cause: ReplicaCause::Hint, .. } } => {
                 let binding = id >> 32;
