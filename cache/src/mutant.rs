@@ -64,11 +64,15 @@ pub enum Mutant {
     /// Values: a coordinator's replica write of a value longer than 1 KiB sends its
     /// first KiB only, under the write's version (a truncated frame).
     ReplicaValueTruncated,
+    /// A failed write: a second after answering a quorum failure, the coordinator
+    /// rolls back its own copy of the write (the replicas that acknowledged it keep
+    /// theirs; those that did not get it from its hints later).
+    QuorumFailureRollsBack,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 20] = [
+    pub const ALL: [Mutant; 21] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -89,6 +93,7 @@ impl Mutant {
         Mutant::DetectorNeverDead,
         Mutant::DetectorDeadOnFirstMiss,
         Mutant::ReplicaValueTruncated,
+        Mutant::QuorumFailureRollsBack,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -114,6 +119,7 @@ impl Mutant {
             Mutant::DetectorNeverDead => "detector-never-dead",
             Mutant::DetectorDeadOnFirstMiss => "detector-dead-on-first-miss",
             Mutant::ReplicaValueTruncated => "replica-value-truncated",
+            Mutant::QuorumFailureRollsBack => "quorum-failure-rolls-back",
         }
     }
 }

@@ -151,6 +151,10 @@ impl Inner {
         state.metrics.write_acks += acks as u64;
         if acks < needed {
             state.metrics.write_quorum_failures += 1;
+            drop(state);
+            if inner.mutant(crate::Mutant::QuorumFailureRollsBack) {
+                Inner::roll_back_later(inner, key, version);
+            }
             return Err(Error::QuorumFailed { acks, acks_needed: needed });
         }
         let levelled = inner.options.write_consistency() != Consistency::One;
@@ -160,6 +164,21 @@ impl Inner {
             return Err(Error::QuorumFailed { acks, acks_needed: needed });
         }
         Ok(version)
+    }
+
+    /// The canary of [`crate::Mutant::QuorumFailureRollsBack`]: a second after the
+    /// quorum failure is answered, the coordinator drops its copy of the write, if it
+    /// still holds that version.
+    fn roll_back_later(inner: &Rc<Inner>, key: &str, version: Version) {
+        let (node, key) = (Rc::clone(inner), key.to_string());
+        let task = async move {
+            node.runtime.sleep(std::time::Duration::from_secs(1)).await;
+            let mut state = node.state.borrow_mut();
+            if state.store.version(&key) == Some(&version) {
+                let _ = state.store.drop_local(&key);
+            }
+        };
+        inner.runtime.spawn("roll_back", Box::pin(task)).detach();
     }
 
     fn count_fanout(&self, op: &WriteOp, replica_count: usize) {

@@ -83,6 +83,10 @@ pub struct Op {
     /// acknowledged; for reads of an item, the nodes that held its version (or newer)
     /// when the answer arrived; seen white-box.
     pub holders: Vec<NodeId>,
+    /// For a set that failed with a quorum error: the version some node stored it
+    /// under when the error arrived (a failed write is not rolled back: the owners
+    /// that acknowledged it keep it). Its `holders` are the nodes that held it then.
+    pub applied_version: Option<Version>,
 }
 
 impl Op {
@@ -222,6 +226,7 @@ impl History {
             complete_ns: None,
             outcome: Outcome::Pending,
             holders: Vec::new(),
+            applied_version: None,
         };
         self.ops.push(op);
         index
@@ -244,6 +249,15 @@ impl History {
         assert!(complete_ns >= op.invoke_ns);
         op.complete_ns = Some(complete_ns);
         op.outcome = outcome;
+        op.holders = holders;
+    }
+
+    /// Records where a set that failed with a quorum error was applied anyway (see
+    /// [`Op::applied_version`]).
+    pub fn applied_anyway(&mut self, index: usize, version: Version, holders: Vec<NodeId>) {
+        let op = &mut self.ops[index];
+        assert!(matches!(op.outcome, Outcome::Failed(_)), "only a failed write applies anyway");
+        op.applied_version = Some(version);
         op.holders = holders;
     }
 

@@ -348,9 +348,10 @@ impl Observer {
             {
                 continue;
             }
+            // Writes that failed promise survival (where applied), not replication.
             let counts = match op.kind {
                 OpKind::Get => self.settings.read_repair,
-                _ => op.is_write(),
+                _ => op.is_write() && matches!(op.outcome, Outcome::Ok { .. }),
             };
             let Some(version) = acked_version(op).filter(|_| counts) else { continue };
             let newer = due.get(op.key.as_str()).and_then(|other| acked_version(other));
@@ -432,10 +433,13 @@ fn holdings<'h>(
     (holdings, altered)
 }
 
-/// The version an acknowledged write wrote, or an answered read returned.
+/// The version an acknowledged write wrote, or an answered read returned; or, for a
+/// set that failed with a quorum error, the version it was applied under anyway (the
+/// contract keeps it on the owners that acknowledged it).
 fn acked_version(op: &Op) -> Option<&Version> {
     match &op.outcome {
         Outcome::Ok { version: Some(version), .. } => Some(version),
+        Outcome::Failed(_) => op.applied_version.as_ref(),
         _ => None,
     }
 }

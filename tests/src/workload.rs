@@ -383,6 +383,10 @@ async fn send(
 ) {
     let (target, addr) = pick_target(client, shared);
     let Request { key, kind, request, consistency } = request;
+    let set_value = match &kind {
+        OpKind::Set { value, .. } => Some(value.clone()),
+        _ => None,
+    };
     let invoke_ns = sim::time::Instant::now().as_nanos();
     let index = shared.history.borrow_mut().invoke(
         client.index,
@@ -395,6 +399,11 @@ async fn send(
     let timeout = request_timeout(&shared.config);
     let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
     let avoid = should_avoid(&answer);
+    let quorum_failed = matches!(
+        answer,
+        Ok(PeerResponse::Client(ClientResponse::Written(Err(cache::Error::QuorumFailed { .. }))))
+    );
+    let set_value = set_value.filter(|_| quorum_failed);
     let outcome = outcome_of(answer);
     // Who holds the version written or read (or newer) as the answer arrives.
     let holders = match &outcome {
@@ -403,6 +412,11 @@ async fn send(
     };
     let complete_ns = sim::time::Instant::now().as_nanos();
     shared.history.borrow_mut().complete(index, complete_ns, outcome, holders);
+    if let Some((version, holders)) =
+        set_value.and_then(|v| applied_anyway(&shared.cluster, &key, &v))
+    {
+        shared.history.borrow_mut().applied_anyway(index, version, holders);
+    }
     if avoid && client.avoided.len() < AVOIDED_MAX {
         client.avoided.push((target, complete_ns + shared.config.avoid_ms * 1_000_000));
     }
@@ -521,6 +535,23 @@ fn outcome_of(answer: Result<PeerResponse, RpcError>) -> Outcome {
         Err(RpcError::Timeout) => Outcome::Unknown,
         Err(error) => Outcome::Failed(format!("{error:?}")),
     }
+}
+
+/// Where a set of `value` that failed with a quorum error was applied: the oldest
+/// version any node holds it under, and the nodes that hold that version or newer.
+fn applied_anyway(
+    cluster: &DistCluster,
+    key: &str,
+    value: &str,
+) -> Option<(cache::Version, Vec<NodeId>)> {
+    let nodes = cluster.ids().into_iter().filter_map(|id| cluster.by_id(&id));
+    let versions = nodes.filter_map(|node| match node.local_entry(key) {
+        Some(Entry::Item(item)) if item.value == value.as_bytes() => Some(item.version),
+        _ => None,
+    });
+    let version = versions.min()?;
+    let holders = holders_of(cluster, key, &version);
+    Some((version, holders))
 }
 
 /// The nodes that hold `version` of `key`, or newer, right now (white-box).

@@ -19,6 +19,11 @@ fn planted_bugs_are_caught_by_the_checker_meant_for_them() {
         // Writes that replicate fully but answer failure: only availability sees it.
         (Mutant::WritesReportFailure, "unavailable"),
         (Mutant::TombstoneTtlSeconds, "lost-write|undone-remove"),
+        // Seen only at the wire: the cache's own books balance.
+        (Mutant::HintReplayCountsFailure, "hint-lost"),
+        (Mutant::ReadRepairNoop, "read-repair-missing"),
+        // A failed write is rolled back a second after its answer.
+        (Mutant::QuorumFailureRollsBack, "lost-write"),
     ];
     for (mutant, checker) in expected {
         let report = sweep_mutant(mutant, SEEDS, false);
