@@ -130,7 +130,7 @@ impl Knobs {
             sweep_interval_ms: 200 + rng.below(1_801),
             tombstone_ttl_ms,
             merkle_sync_interval_ms: 2_000 + rng.below(8_001),
-            merkle_chunk_size: 1 + rng.below(128) as usize,
+            merkle_chunk_size: draw_chunk_size(rng),
             merkle_backoff_factor_max: 1 + rng.below(8),
         }
     }
@@ -185,6 +185,17 @@ impl fmt::Display for Knobs {
             self.merkle_backoff_factor_max
         )
     }
+}
+
+/// A merkle chunk size in 1..128, log-uniform: each range from a power of two to the
+/// next as likely as the others, so that most seeds' trees have several leaves even
+/// over the default 64 keys (about 40 entries a node), and some have one.
+fn draw_chunk_size(rng: &mut SimRng) -> usize {
+    let exponent = rng.below(7);
+    let low = 1u64 << exponent;
+    let chunk = low + rng.below(low);
+    assert!((1..128).contains(&chunk));
+    usize::try_from(chunk).expect("chunk sizes are small")
 }
 
 #[cfg(test)]

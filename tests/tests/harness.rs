@@ -25,7 +25,7 @@ fn a_run_is_a_pure_function_of_its_seed() {
 #[test]
 fn pinned_runs_keep_the_meaning_of_a_seed() {
     let pinned: [(u64, u64); 3] = [
-        (0x4a05_6325_d75b_bfba, 0x868a_40e1_e983_6548),
+        (0x0e5a_6cca_e9d7_651d, 0x7f4a_d1fc_8963_6cc9),
         (0x5186_b0e1_9fc0_c131, 0x6320_a23c_b210_26c3),
         (0x3b58_2797_3ca9_7563, 0x41fb_115d_5b66_99cd),
     ];
