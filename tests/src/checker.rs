@@ -1,7 +1,7 @@
 //! The checkers: they read the history and, white-box, the nodes' stores, and decide.
 //! Each checks one clause of the consistency contract (README, "Consistency contract").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use cache::{Consistency, Entry, NodeId, Version};
@@ -48,8 +48,8 @@ pub enum Check {
     /// Inside a quiet window, a QUORUM or ALL read left an owner it found stale
     /// unrepaired: no read repair to it crossed the wire.
     ReadRepairMissing,
-    /// A node joined and came to own a key held before it joined, but rebalance (or a
-    /// write) never handed the key to it: only anti-entropy did, or nothing.
+    /// A node joined and came to own a key held before it joined, but rebalance never
+    /// handed the key to it (by a transfer or a hint).
     RebalanceMissing,
 }
 
@@ -596,31 +596,43 @@ pub(crate) fn read_repairs_missing(
 /// Missing read repairs reported per run at most.
 const READ_REPAIR_VIOLATIONS_MAX: usize = 20;
 
-/// A node that joined, when, and the keys live on some node as it joined.
+/// A node that joined, when, and the keys live on some node as it joined, with the
+/// nodes that held them.
 #[derive(Clone, Debug)]
 pub(crate) struct Joined {
     pub(crate) node: NodeId,
     pub(crate) at_ns: u64,
-    pub(crate) keys_before: BTreeSet<String>,
+    pub(crate) keys_before: BTreeMap<String, Vec<NodeId>>,
 }
 
 impl Joined {
-    /// The keys some running node holds a live item of now.
-    pub(crate) fn live_keys(cluster: &DistCluster) -> BTreeSet<String> {
-        let nodes = cluster.ids().into_iter().filter_map(|id| cluster.by_id(&id));
-        let entries = nodes.flat_map(|node| node.local_entries());
-        entries.filter(|(_, entry)| !entry.is_tombstone()).map(|(key, _)| key).collect()
+    /// The keys some running node holds a live item of now, with those nodes.
+    pub(crate) fn live_keys(cluster: &DistCluster) -> BTreeMap<String, Vec<NodeId>> {
+        let mut live: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+        for id in cluster.ids() {
+            let Some(node) = cluster.by_id(&id) else { continue };
+            for (key, entry) in node.local_entries() {
+                if !entry.is_tombstone() {
+                    live.entry(key).or_default().push(id.clone());
+                }
+            }
+        }
+        live
     }
 }
 
 /// Liveness, observed at the wire: rebalance moves every key to its new owners. Each
-/// key that was live before a node joined, that the node owns on `ring` at the end and
-/// holds a live item of in `state`, was handed to it after it joined by rebalance (or
-/// by a write, a hint or a read repair), not by anti-entropy alone.
+/// key that was live before a node joined on a node that kept its memory since and
+/// lost no hint (rebalance hands an unreachable node its keys as hints), that the
+/// joined node owns on `ring` at the end and holds a live item of in `state`, was
+/// handed to it after it joined by rebalance (a transfer, or a hint), whatever else
+/// (anti-entropy, a later write) brought it too. (A holder's rebalance pass sends every
+/// key it holds to each owner new to it, whether or not that owner has it already.)
+/// The caller judges only runs where hints run.
 pub(crate) fn rebalance_missing(
     joins: &[Joined],
-    ring: &cache::Ring,
-    state: &FinalState,
+    history: &History,
+    (ring, state): (&cache::Ring, &FinalState),
     cluster: &DistCluster,
     wire: &WireBook,
 ) -> Vec<Violation> {
@@ -628,10 +640,16 @@ pub(crate) fn rebalance_missing(
     for joined in joins {
         let Some(to) = cluster.sim_node(&joined.node) else { continue };
         let mut missing = Vec::new();
-        for key in &joined.keys_before {
+        for (key, holders) in &joined.keys_before {
             let held = state.held.get(key).and_then(|held| held.get(&joined.node));
             let live = held.is_some_and(|held| held.content != Content::Tombstone);
-            if !live || !ring.lookup(key).contains(&joined.node) {
+            // A holder that kept its memory and lost no hint had to hand the key over,
+            // by a transfer or by a hint for an unreachable node.
+            let kept_all = |node: &NodeId| {
+                !history.lost_memory_since(node, joined.at_ns) && !lost_hints(cluster, node)
+            };
+            let kept = holders.iter().any(kept_all);
+            if !live || !kept || !ring.lookup(key).contains(&joined.node) {
                 continue;
             }
             match wire.handed_to(to, key, joined.at_ns) {
@@ -653,6 +671,14 @@ pub(crate) fn rebalance_missing(
         }
     }
     violations
+}
+
+/// Whether `node` is down, or let a hint expire or dropped one for a cap.
+fn lost_hints(cluster: &DistCluster, node: &NodeId) -> bool {
+    cluster.by_id(node).is_none_or(|node| {
+        let m = node.metrics().counters;
+        m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
+    })
 }
 
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,

@@ -516,8 +516,10 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     // to a node that joined.
     if knobs.runs(RepairPath::Rebalance) {
         liveness.extend(checker::extra_copies(cluster, &state));
-        let wire = &wire.borrow();
-        liveness.extend(checker::rebalance_missing(&joins, &ring, &state, cluster, wire));
+        if knobs.runs(RepairPath::HintedHandoff) {
+            let (wire, end) = (&wire.borrow(), (&ring, &state));
+            liveness.extend(checker::rebalance_missing(&joins, history, end, cluster, wire));
+        }
     }
     if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
 }
@@ -606,11 +608,15 @@ fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
         .episodes
         .iter()
         .any(|episode| matches!(episode.fault, Fault::Crash { .. } | Fault::Drain { .. }));
-    let hints_lost = cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| {
+    !crashed && !hints_lost(cluster)
+}
+
+/// Whether any running node let a hint expire or dropped one for a cap.
+fn hints_lost(cluster: &DistCluster) -> bool {
+    cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| {
         let m = node.metrics().counters;
         m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
-    });
-    !crashed && !hints_lost
+    })
 }
 
 /// The ring the liveness checks use and, in majority mode, the nodes that must

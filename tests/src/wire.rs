@@ -15,10 +15,10 @@
 //! the owners that answered it stale, whatever else (anti-entropy, a later write)
 //! repaired them too.
 //!
-//! And it books every entry handed to a node by a path other than anti-entropy
-//! (rebalance transfers, replica writes, hints, read repairs), so that the harness sees
-//! rebalance move keys to a node that joined, even where anti-entropy would have
-//! brought them anyway.
+//! And it books every entry handed to a node as rebalance does it (transfers, and
+//! hints for an owner it cannot reach), so that the harness sees rebalance move keys to
+//! a node that joined, even where anti-entropy or a later write would have brought
+//! them anyway.
 //!
 //! Request ids are unique in a run: the client socket's binding in the high 32 bits
 //! (see [`sim::net::Rpc`]). A node restarted binds a new client socket, so a new
@@ -74,8 +74,8 @@ pub(crate) struct WireBook {
     reads: BTreeMap<u64, ReplicaRead>,
     /// Read repairs and replica reads booked; past [`READ_REPAIRS_MAX`], no more.
     read_repair_count: usize,
-    /// (to, key) → when an entry of `key` was sent to `to` by a path other than
-    /// anti-entropy: a rebalance transfer, a replica write, a hint or a read repair.
+    /// (to, key) → when an entry of `key` was handed to `to` as rebalance does it: a
+    /// transfer, or a hint (rebalance queues one for an unreachable owner).
     handed: BTreeMap<(sim::NodeId, String), Vec<u64>>,
     /// Entries booked in `handed`; past [`HANDED_MAX`], no more.
     handed_count: usize,
@@ -181,9 +181,9 @@ impl WireBook {
         };
         if let Rpc::Request { body, .. } = message {
             match body {
-                PeerRequest::Replicate { key, cause, .. }
-                    if *cause != ReplicaCause::AntiEntropy =>
-                {
+                // Rebalance hands a key over by a transfer, or by a hint when the new
+                // owner cannot be reached.
+                PeerRequest::Replicate { key, cause: ReplicaCause::Hint, .. } => {
                     self.hand(meta.to().node(), key);
                 }
                 PeerRequest::Rebalance(RebalanceRequest::Transfer { entries }) => {
