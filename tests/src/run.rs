@@ -393,6 +393,10 @@ fn drive(
         driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
         let joining = matches!(step.action, Action::Apply(Fault::Join));
         let keys_before = joining.then(|| Joined::live_keys(&cluster));
+        // The stores just before a node loses its memory: what it held there vouches.
+        if matches!(step.action, Action::Apply(Fault::Crash { .. } | Fault::Drain { .. })) {
+            driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
+        }
         nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
         let joined = history.borrow().joins.get(joins.len()).cloned();
         if let (Some((node, at_ns)), Some(keys_before)) = (joined, keys_before) {
