@@ -84,6 +84,9 @@ impl Inner {
         if inner.options.hint_ttl_ms() == 0 {
             return;
         }
+        if inner.mutant(crate::Mutant::HintReplayNeverStarts) {
+            return; // The canary: hints are queued, counted, and never replayed.
+        }
         let interval_ms = inner.options.hint_replay_interval_ms();
         Inner::spawn_periodic(inner, "hint replay", interval_ms, |inner| {
             Box::pin(async move {

@@ -68,11 +68,14 @@ pub enum Mutant {
     /// rolls back its own copy of the write (the replicas that acknowledged it keep
     /// theirs; those that did not get it from its hints later).
     QuorumFailureRollsBack,
+    /// Hinted handoff: the replay loop never starts; hints are queued and counted, and
+    /// stay queued (their books still balance).
+    HintReplayNeverStarts,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 21] = [
+    pub const ALL: [Mutant; 22] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -94,6 +97,7 @@ impl Mutant {
         Mutant::DetectorDeadOnFirstMiss,
         Mutant::ReplicaValueTruncated,
         Mutant::QuorumFailureRollsBack,
+        Mutant::HintReplayNeverStarts,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -120,6 +124,7 @@ impl Mutant {
             Mutant::DetectorDeadOnFirstMiss => "detector-dead-on-first-miss",
             Mutant::ReplicaValueTruncated => "replica-value-truncated",
             Mutant::QuorumFailureRollsBack => "quorum-failure-rolls-back",
+            Mutant::HintReplayNeverStarts => "hint-replay-never-starts",
         }
     }
 }

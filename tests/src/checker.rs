@@ -51,6 +51,8 @@ pub enum Check {
     /// A node joined and came to own a key held before it joined, but rebalance never
     /// handed the key to it (by a transfer or a hint).
     RebalanceMissing,
+    /// Hints were still queued at the end of the quiet period, with every node up.
+    HintsStuck,
 }
 
 impl Check {
@@ -72,6 +74,7 @@ impl Check {
             Check::DetectorFalseDead => "detector-false-dead",
             Check::ReadRepairMissing => "read-repair-missing",
             Check::RebalanceMissing => "rebalance-missing",
+            Check::HintsStuck => "hints-stuck",
         }
     }
 }
@@ -679,6 +682,29 @@ fn lost_hints(cluster: &DistCluster, node: &NodeId) -> bool {
         let m = node.metrics().counters;
         m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
     })
+}
+
+/// Liveness: hint queues drain after the heal. With every node up and reachable for
+/// the quiet period, each node has delivered (or let expire) every hint by its end:
+/// `hints_left` lists the nodes that still have some queued. (The caller judges only
+/// runs whose hint TTL is at most half the quiet period: a hint its node refuses, not
+/// owning the key in its view any more, is retried until its TTL, and clients write
+/// for the first half.)
+pub(crate) fn hints_stuck(
+    hints_left: &[(NodeId, usize)],
+    quiet: std::time::Duration,
+) -> Vec<Violation> {
+    hints_left
+        .iter()
+        .map(|(node, queued)| Violation {
+            check: Check::HintsStuck,
+            message: format!(
+                "{node} still has {queued} hint(s) queued {:.0}s after the heal, with every node up",
+                quiet.as_secs_f64()
+            ),
+            ops: Vec::new(),
+        })
+        .collect()
 }
 
 /// Safety, white-box: every node's hint books balance. Each hint queued was delivered,

@@ -418,14 +418,29 @@ fn drive(
         None => FinalState::read(&cluster),
         Some(majority) => FinalState::read_nodes(&cluster, majority),
     };
+    let hints_left = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), cluster.by_id(&id)?.hints_queued())))
+        .filter(|(_, queued)| *queued > 0)
+        .collect();
     if quiet_end != heal {
         probe(sim, &mut driver, &phase, &config.workload)?;
     }
     // The last sample, at the very end, whatever the sampling grid.
     driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
     let (observer, ended_ns) = (driver.observer, sim.now().as_nanos());
-    let ended =
-        Ended { cluster: &cluster, observer, windows, converging, wire, state, ended_ns, joins };
+    let ended = Ended {
+        cluster: &cluster,
+        observer,
+        windows,
+        converging,
+        wire,
+        state,
+        ended_ns,
+        joins,
+        hints_left,
+    };
     Ok(judge(setting, &history.borrow(), ended))
 }
 
@@ -472,12 +487,15 @@ struct Ended<'a> {
     ended_ns: u64,
     /// The nodes that joined, with the keys live before each.
     joins: Vec<Joined>,
+    /// The nodes with hints still queued at the end of the quiet period, and how many.
+    hints_left: Vec<(cache::NodeId, usize)>,
 }
 
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging, wire, state, ended_ns, joins } = ended;
+    let Ended { cluster, observer, windows, converging, wire, state, ended_ns, joins, hints_left } =
+        ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(checker::under_replicated(
         history,
@@ -512,7 +530,13 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
         }
     }
     liveness.extend(progress);
-    let (ring, _) = converging;
+    let (ring, majority) = converging;
+    // With every node up and reachable for the quiet period, every hint was delivered
+    // or expired by its end (where hints live at most half of it: see hints_stuck).
+    let hint_ttl = Duration::from_millis(knobs.hint_ttl_ms);
+    if majority.is_none() && knobs.runs(RepairPath::HintedHandoff) && hint_ttl <= config.quiet / 2 {
+        liveness.extend(checker::hints_stuck(&hints_left, config.quiet));
+    }
     if converges(knobs, plan, cluster) {
         liveness.extend(checker::divergence(&ring, &state, knobs.collects_tombstones()));
     }
@@ -576,7 +600,9 @@ fn outages(plan: &FaultPlan, ids: &[cache::NodeId], start_ns: u64) -> Outages {
 }
 
 /// The most any clock of the plan is off: offsets and the drift over the run, for both
-/// the clock that sets an expiry and the one that judges it, plus a second of latency.
+/// the clock that sets an expiry and the one that judges it, plus 10 ms for clocks read
+/// in whole milliseconds. (The expiry is judged from the set's answer, by which it was
+/// set: no latency needs allowing.)
 fn skew_ns_max(plan: &FaultPlan, run: Duration) -> u64 {
     let run_ms = u64::try_from(run.as_millis()).unwrap_or(u64::MAX);
     let worst_ms = plan
@@ -590,7 +616,7 @@ fn skew_ns_max(plan: &FaultPlan, run: Duration) -> u64 {
         })
         .max()
         .unwrap_or(0);
-    (2 * worst_ms + 1_000) * 1_000_000
+    (2 * worst_ms + 10) * 1_000_000
 }
 
 /// Whether every owner must converge by the end. With rebalance and anti-entropy on,
