@@ -388,21 +388,7 @@ fn drive(
         Driver { cluster: &cluster, history, observer, next_sample: start + SAMPLE_INTERVAL };
     // Fault phase.
     let mut nemesis = Nemesis::new();
-    let mut joins = Vec::new();
-    for step in timeline(plan) {
-        driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
-        let joining = matches!(step.action, Action::Apply(Fault::Join));
-        let keys_before = joining.then(|| Joined::live_keys(&cluster));
-        // The stores just before a node loses its memory: what it held there vouches.
-        if matches!(step.action, Action::Apply(Fault::Crash { .. } | Fault::Drain { .. })) {
-            driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
-        }
-        nemesis.step(sim, &cluster, &mut history.borrow_mut(), &step)?;
-        let joined = history.borrow().joins.get(joins.len()).cloned();
-        if let (Some((node, at_ns)), Some(keys_before)) = (joined, keys_before) {
-            joins.push(Joined { node, at_ns, keys_before });
-        }
-    }
+    let joins = fault_phase(sim, &mut driver, &mut nemesis, plan, start)?;
     driver.advance_to(sim, heal)?;
     // Heal; clients go on into the quiet window that opens after it, then stop, and
     // the cluster settles.
@@ -414,16 +400,7 @@ fn drive(
     driver.advance_to(sim, end)?;
     // The end state, read before the probes write every key (which would repair what
     // the repair paths failed to).
-    let state = match &converging.1 {
-        None => FinalState::read(&cluster),
-        Some(majority) => FinalState::read_nodes(&cluster, majority),
-    };
-    let hints_left = cluster
-        .ids()
-        .into_iter()
-        .filter_map(|id| Some((id.clone(), cluster.by_id(&id)?.hints_queued())))
-        .filter(|(_, queued)| *queued > 0)
-        .collect();
+    let (state, hints_left) = end_state(&cluster, converging.1.as_deref());
     if quiet_end != heal {
         probe(sim, &mut driver, &phase, &config.workload)?;
     }
@@ -442,6 +419,53 @@ fn drive(
         hints_left,
     };
     Ok(judge(setting, &history.borrow(), ended))
+}
+
+/// Applies the plan's steps in time, sampling the stores meanwhile; returns the nodes
+/// that joined, with the keys live before each.
+fn fault_phase(
+    sim: &mut Sim,
+    driver: &mut Driver<'_>,
+    nemesis: &mut Nemesis,
+    plan: &FaultPlan,
+    start: Instant,
+) -> Result<Vec<Joined>, String> {
+    let (cluster, history) = (driver.cluster, driver.history);
+    let mut joins = Vec::new();
+    for step in timeline(plan) {
+        driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
+        let joining = matches!(step.action, Action::Apply(Fault::Join));
+        let keys_before = joining.then(|| Joined::live_keys(cluster));
+        // The stores just before a node loses its memory: what it held there vouches.
+        if matches!(step.action, Action::Apply(Fault::Crash { .. } | Fault::Drain { .. })) {
+            driver.observer.sample(sim.now().as_nanos(), cluster, &history.borrow());
+        }
+        nemesis.step(sim, cluster, &mut history.borrow_mut(), &step)?;
+        let joined = history.borrow().joins.get(joins.len()).cloned();
+        if let (Some((node, at_ns)), Some(keys_before)) = (joined, keys_before) {
+            joins.push(Joined { node, at_ns, keys_before });
+        }
+    }
+    Ok(joins)
+}
+
+/// The stores at the end of the quiet period (of `majority` only, if given), and the
+/// nodes with hints still queued, with how many.
+fn end_state(
+    cluster: &DistCluster,
+    majority: Option<&[cache::NodeId]>,
+) -> (FinalState, Vec<(cache::NodeId, usize)>) {
+    let state = match majority {
+        None => FinalState::read(cluster),
+        Some(majority) => FinalState::read_nodes(cluster, majority),
+    };
+    let hints_left = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), cluster.by_id(&id)?.hints_queued())))
+        .filter(|(_, queued)| *queued > 0)
+        .collect();
+    (state, hints_left)
 }
 
 /// The longest the probe phase may last: far more than every client needs to probe
