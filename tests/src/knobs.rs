@@ -6,7 +6,8 @@
 //! repair path on, anti-entropy repairs whatever hinted handoff, rebalance or read
 //! repair fails to do. So each seed draws its options (intervals, caps, TTLs, vnode
 //! counts, leaf sizes) from its own "options" stream, and some seeds switch one repair
-//! path off, so that the others' promises are checked alone.
+//! path off, so that the others' promises are checked alone; an eighth switch off all
+//! but anti-entropy, whose promise is then checked alone.
 
 use std::fmt;
 
@@ -60,6 +61,9 @@ const TOMBSTONE_TTL_LONG_MS: u64 = 600_000;
 pub struct Knobs {
     /// The repair path switched off, if any.
     pub repair_off: Option<RepairPath>,
+    /// Every repair path but anti-entropy is off (drawn only where `repair_off` is
+    /// none): anti-entropy's own promise is then checked alone.
+    pub anti_entropy_alone: bool,
     /// Points on the ring per node.
     pub vnode_count_per_node: usize,
     /// How long a hint is kept.
@@ -90,6 +94,7 @@ impl Knobs {
         let options = cache::Options::default();
         Knobs {
             repair_off: None,
+            anti_entropy_alone: false,
             vnode_count_per_node: options.vnode_count_per_node(),
             hint_ttl_ms: options.hint_ttl_ms(),
             hint_count_per_node_max: options.hint_count_per_node_max(),
@@ -132,11 +137,16 @@ impl Knobs {
             merkle_sync_interval_ms: 2_000 + rng.below(8_001),
             merkle_chunk_size: draw_chunk_size(rng),
             merkle_backoff_factor_max: 1 + rng.below(8),
+            // Drawn last, so that it leaves every other option as it was.
+            anti_entropy_alone: repair_off.is_none() && rng.chance(Ratio::new(1, 4)),
         }
     }
 
     /// Whether `path` runs.
     pub fn runs(&self, path: RepairPath) -> bool {
+        if self.anti_entropy_alone {
+            return path == RepairPath::AntiEntropy;
+        }
         self.repair_off != Some(path)
     }
 
@@ -166,7 +176,11 @@ impl Knobs {
 
 impl fmt::Display for Knobs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let off = self.repair_off.map_or_else(|| "none".to_string(), |path| path.to_string());
+        let off = match self.repair_off {
+            _ if self.anti_entropy_alone => "all but anti-entropy".to_string(),
+            Some(path) => path.to_string(),
+            None => "none".to_string(),
+        };
         write!(
             f,
             "repair off: {off}; vnodes {}; hints ttl {}ms, {} per node, replay every {}ms; \
@@ -205,16 +219,25 @@ mod tests {
     #[test]
     fn drawn_knobs_are_valid_options_and_vary() {
         let mut offs = std::collections::BTreeSet::new();
-        let mut short_tombstones = 0;
+        let (mut short_tombstones, mut alone) = (0, 0);
         for seed in 0..400 {
             let knobs = Knobs::draw(&mut SimRng::forked(seed, "options"));
             let built = knobs.apply(cache::Options::builder()).build();
             assert!(built.is_ok(), "seed {seed}: {knobs}: {built:?}");
             offs.insert(knobs.repair_off);
+            alone += usize::from(knobs.anti_entropy_alone);
+            if knobs.anti_entropy_alone {
+                assert!(
+                    RepairPath::ALL
+                        .iter()
+                        .all(|path| { knobs.runs(*path) == (*path == RepairPath::AntiEntropy) })
+                );
+            }
             short_tombstones += usize::from(knobs.collects_tombstones());
         }
         assert_eq!(offs.len(), 5, "every path is switched off by some seed: {offs:?}");
         assert!((50..150).contains(&short_tombstones), "{short_tombstones}");
+        assert!((25..75).contains(&alone), "{alone} seeds with anti-entropy alone");
         assert!(Knobs::defaults().apply(cache::Options::builder()).build().is_ok());
     }
 }

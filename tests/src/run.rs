@@ -650,8 +650,8 @@ fn skew_ns_max(plan: &FaultPlan, run: Duration) -> u64 {
 fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
     // Without rebalance, a key written on a node that owned it only while the ring was
     // changing stays there: no other path moves a key off a node that does not own it.
-    let ring_changed =
-        plan.episodes.iter().any(|episode| !matches!(episode.fault, Fault::ClockSkew { .. }));
+    // Loss (at most the detector's promised rate), duplication and skew change no ring.
+    let ring_changed = !loss_only(plan);
     if !knobs.runs(RepairPath::Rebalance) {
         return !ring_changed;
     }
