@@ -678,10 +678,13 @@ pub(crate) fn rebalance_missing(
 
 /// Whether `node` is down, or let a hint expire or dropped one for a cap.
 fn lost_hints(cluster: &DistCluster, node: &NodeId) -> bool {
-    cluster.by_id(node).is_none_or(|node| {
-        let m = node.metrics().counters;
-        m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
-    })
+    cluster.by_id(node).is_none_or(|node| let_hints_go(&node))
+}
+
+/// Whether `node` let a hint expire or dropped one for a cap.
+pub(crate) fn let_hints_go(node: &cache::CacheNode) -> bool {
+    let m = node.metrics().counters;
+    m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
 }
 
 /// Liveness: hint queues drain after the heal. With every node up and reachable for

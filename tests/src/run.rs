@@ -667,10 +667,7 @@ fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
 
 /// Whether any running node let a hint expire or dropped one for a cap.
 fn hints_lost(cluster: &DistCluster) -> bool {
-    cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| {
-        let m = node.metrics().counters;
-        m.hinted_expired + m.hinted_dropped + m.hinted_global_dropped > 0
-    })
+    cluster.ids().iter().filter_map(|id| cluster.by_id(id)).any(|node| checker::let_hints_go(&node))
 }
 
 /// The ring the liveness checks use and, in majority mode, the nodes that must

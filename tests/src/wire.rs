@@ -147,8 +147,8 @@ impl WireBook {
         stale.into_iter().filter(|(_, stale)| *stale).map(|(owner, _)| owner).collect()
     }
 
-    /// Whether an entry of `key` reached the wire to `to` at `from_ns` or later by a
-    /// path other than anti-entropy; `None` if the book overflowed and cannot tell.
+    /// Whether an entry of `key` was handed to `to` at `from_ns` or later as rebalance
+    /// does it (a transfer or a hint); `None` if the book overflowed and cannot tell.
     pub(crate) fn handed_to(&self, to: sim::NodeId, key: &str, from_ns: u64) -> Option<bool> {
         if self.handed_count >= HANDED_MAX {
             return None;
@@ -179,21 +179,20 @@ impl WireBook {
         let Some(message) = meta.downcast_ref::<Rpc<PeerRequest, PeerResponse>>() else {
             return;
         };
-        if let Rpc::Request { body, .. } = message {
-            match body {
-                // Rebalance hands a key over by a transfer, or by a hint when the new
-                // owner cannot be reached.
-                PeerRequest::Replicate { key, cause: ReplicaCause::Hint, .. } => {
-                    self.hand(meta.to().node(), key);
-                }
-                PeerRequest::Rebalance(RebalanceRequest::Transfer { entries }) => {
-                    entries.iter().for_each(|(key, _)| self.hand(meta.to().node(), key));
-                }
-                _ => {}
-            }
-        }
         match message {
-            Rpc::Request { id, body: PeerRequest::Replicate { cause: ReplicaCause::Hint, .. } } => {
+            // Rebalance hands a key over by a transfer, or by a hint when the new owner
+            // cannot be reached.
+            Rpc::Request {
+                body: PeerRequest::Rebalance(RebalanceRequest::Transfer { entries }),
+                ..
+            } => {
+                entries.iter().for_each(|(key, _)| self.hand(meta.to().node(), key));
+            }
+            Rpc::Request {
+                id,
+                body: PeerRequest::Replicate { key, cause: ReplicaCause::Hint, .. },
+            } => {
+                self.hand(meta.to().node(), key);
                 let binding = id >> 32;
                 let ledger = self.hints.entry(meta.from().node()).or_default();
                 if ledger.binding != binding {
