@@ -661,6 +661,7 @@ impl Inner {
                     .filter(|id| *id != inner.id)
                     .collect()
             });
+            inner.state.borrow_mut().metrics.bootstrap_syncs += peers.len() as u64;
             let syncs = peers.iter().map(|peer| Inner::sync_with(&inner, peer));
             let results = futures::future::join_all(syncs).await;
             let left: Vec<NodeId> = peers

@@ -133,6 +133,9 @@ metrics! {
     last_auto_sync_ns,
     /// Anti-entropy rounds with a failed peer.
     auto_sync_failures,
+    /// Syncs begun by the startup pull (a node pulls what it owns from every peer when
+    /// it starts): every sync is an autosync round or one of these.
+    bootstrap_syncs,
     /// Anti-entropy rounds that found nothing to do.
     auto_sync_clean_ticks,
     /// The current anti-entropy backoff factor (a gauge).

@@ -53,6 +53,8 @@ pub enum Check {
     RebalanceMissing,
     /// Hints were still queued at the end of the quiet period, with every node up.
     HintsStuck,
+    /// A node's counter disagrees with the messages the wire saw it send or receive.
+    CounterUntrue,
 }
 
 impl Check {
@@ -75,6 +77,7 @@ impl Check {
             Check::ReadRepairMissing => "read-repair-missing",
             Check::RebalanceMissing => "rebalance-missing",
             Check::HintsStuck => "hints-stuck",
+            Check::CounterUntrue => "counter-untrue",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! simulated node drops the cache node with everything it holds, and restarting it
 //! starts a fresh cache node (no memory) on the same address.
 
-use std::cell::{Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
@@ -69,6 +69,8 @@ struct Member {
     sim_node: sim::NodeId,
     address: String,
     slot: Slot,
+    /// How many times the cache node has started (a restart starts a fresh one).
+    starts: Rc<Cell<u32>>,
 }
 
 /// An in-process cache cluster on a simulation.
@@ -144,11 +146,12 @@ pub fn setup_in_process_cluster_mutant(
     for index in 0..n {
         let name = format!("n{}", index + 1);
         let slot: Slot = Rc::default();
-        let init = node_init(index, Rc::clone(&configs), Rc::clone(&slot));
+        let starts = Rc::new(Cell::new(0));
+        let init = node_init(index, Rc::clone(&configs), (Rc::clone(&slot), Rc::clone(&starts)));
         let sim_node = sim.node(name.clone()).init(init).try_build().map_err(FixtureError::Sim)?;
         let address = allocate_port(sim, sim_node).map_err(FixtureError::Port)?;
         let id = NodeId::new(&name).expect("n1…n64 are valid node ids");
-        members.push(Member { id, sim_node, address, slot });
+        members.push(Member { id, sim_node, address, slot, starts });
     }
     for (index, member) in members.iter().enumerate() {
         let peers = members.iter().filter(|peer| peer.id != member.id);
@@ -168,15 +171,16 @@ pub fn setup_in_process_cluster_mutant(
     Ok(cluster)
 }
 
-/// The init future of node `index`: start the cache node, publish it in `slot`, and
-/// clear the slot when the simulated node is killed.
+/// The init future of node `index`: start the cache node, publish it in `slot`, count
+/// the start in `starts`, and clear the slot when the simulated node is killed.
 fn node_init(
     index: usize,
     configs: Rc<RefCell<Vec<Option<NodeConfig>>>>,
-    slot: Slot,
+    (slot, starts): (Slot, Rc<Cell<u32>>),
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     move || {
         let (configs, slot) = (Rc::clone(&configs), Rc::clone(&slot));
+        let starts = Rc::clone(&starts);
         Box::pin(async move {
             // Read when the task first runs: the fixture fills the configs after it
             // has built every node (and allocated every address).
@@ -187,6 +191,7 @@ fn node_init(
                 Err(error) => panic!("cache node n{} failed to start: {error}", index + 1),
             };
             *slot.borrow_mut() = Some(node);
+            starts.set(starts.get() + 1);
             let _clear = ClearOnDrop(slot);
             // The node lives until its simulated node is killed.
             std::future::pending::<()>().await;
@@ -272,6 +277,13 @@ impl DistCluster {
         &self.options
     }
 
+    /// How many times the cache node of `id` has started: 1 until a restart (or a kill
+    /// and restart) starts a fresh one; 0 for an unknown id or one not started yet.
+    pub fn start_count(&self, id: &NodeId) -> u32 {
+        let members = self.members.borrow();
+        members.iter().find(|member| member.id == *id).map_or(0, |member| member.starts.get())
+    }
+
     /// Kills the simulated node of `id`: the cache node loses everything it held.
     ///
     /// # Errors
@@ -330,7 +342,9 @@ impl DistCluster {
         let name = format!("n{}", index + 1);
         let slot: Slot = Rc::default();
         self.configs.borrow_mut().push(None);
-        let init = node_init(index, Rc::clone(&self.configs), Rc::clone(&slot));
+        let starts = Rc::new(Cell::new(0));
+        let init =
+            node_init(index, Rc::clone(&self.configs), (Rc::clone(&slot), Rc::clone(&starts)));
         let sim_node = sim.node(name.clone()).init(init).try_build().map_err(FixtureError::Sim)?;
         let address = allocate_port(sim, sim_node).map_err(FixtureError::Port)?;
         let id = NodeId::new(&name).expect("n1…n64 are valid node ids");
@@ -346,7 +360,7 @@ impl DistCluster {
         for config in self.configs.borrow_mut().iter_mut().take(index).flatten() {
             config.peers.push((id.clone(), address.clone()));
         }
-        members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot) });
+        members.push(Member { id: id.clone(), sim_node, address, slot: Rc::clone(&slot), starts });
         self.ring.borrow_mut().rebuild(members.iter().map(|member| &member.id));
         assert_eq!(self.configs.borrow().len(), members.len());
         Ok((id, slot))

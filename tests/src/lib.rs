@@ -16,6 +16,8 @@
 //! - `observer.rs`: samples the stores through a run; survival and replication over time.
 //! - `wire.rs`: what the harness sees cross the network (hint replays answered), booked
 //!   apart from the cache's own counters.
+//! - `tally.rs`: per node, the messages its counters promise to count, and the check
+//!   that holds the counters to the wire.
 //! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
 //!   may switch off.
 //! - `corpus.rs`: `seeds.txt`, the regression corpus.
@@ -42,6 +44,7 @@ mod plan_file;
 mod quiet;
 mod run;
 mod shrink;
+mod tally;
 mod wire;
 mod workload;
 

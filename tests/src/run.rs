@@ -352,6 +352,9 @@ fn drive(
         .read_consistency(setting.consistency.0)
         .write_consistency(setting.consistency.1);
     let options = knobs.apply(options);
+    // Installed before any node starts (a node's first syncs are booked too); kept
+    // until the verdict.
+    let (wire, _watching) = WireBook::install(&sim.handle());
     let cluster = Rc::new(
         setup_in_process_cluster_mutant(
             sim,
@@ -362,8 +365,6 @@ fn drive(
         )
         .map_err(|e| e.to_string())?,
     );
-    // Installed before any client runs; kept until the verdict.
-    let (wire, _watching) = WireBook::install(&sim.handle());
     let phase = Rc::new(Cell::new(ClientPhase::Workload));
     start_clients(sim, &cluster, history, &phase, &config.workload)?;
     let start = sim.now();
@@ -531,6 +532,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     let run_time = config.fault_phase + config.quiet;
     safety.extend(checker::expired_reads(history, skew_ns_max(plan, run_time)));
     safety.extend(checker::hint_accounting(cluster, &wire.borrow()));
+    safety.extend(crate::tally::counters_untrue(cluster, wire.borrow().tallies()));
     let (progress, over_time): (Vec<Violation>, Vec<Violation>) =
         observer.into_violations().into_iter().partition(|violation| {
             matches!(violation.check, checker::Check::ReplicationLag | checker::Check::DetectorSlow)

@@ -32,6 +32,8 @@ use std::rc::Rc;
 use cache::{PeerRequest, PeerResponse, RebalanceRequest, ReplicaCause, Version};
 use sim::net::{MessageMeta, Rpc, RuleGuard, Verdict};
 
+use crate::tally::{Tally, tally_see};
+
 /// Unanswered hint replays booked per incarnation. Past it the oldest is forgotten:
 /// a request that old timed out long ago, and its caller counted it failed.
 const HINTS_UNANSWERED_MAX: usize = 1 << 14;
@@ -79,6 +81,8 @@ pub(crate) struct WireBook {
     handed: BTreeMap<(sim::NodeId, String), Vec<u64>>,
     /// Entries booked in `handed`; past [`HANDED_MAX`], no more.
     handed_count: usize,
+    /// Per node, the messages its counters promise to count.
+    tallies: BTreeMap<sim::NodeId, Tally>,
 }
 
 /// Hand-offs booked per run at most (the rebalance check stops judging past it).
@@ -100,6 +104,11 @@ impl WireBook {
     /// successfully; `None` if it has sent none.
     pub(crate) fn hints_answered(&self, node: sim::NodeId) -> Option<u64> {
         self.hints.get(&node).map(|ledger| ledger.answered)
+    }
+
+    /// Per node, the messages its counters promise to count ([`crate::tally`]).
+    pub(crate) fn tallies(&self) -> &BTreeMap<sim::NodeId, Tally> {
+        &self.tallies
     }
 
     /// Whether a read repair of `key` from `from` to `to` was sent within
@@ -179,6 +188,7 @@ impl WireBook {
         let Some(message) = meta.downcast_ref::<Rpc<PeerRequest, PeerResponse>>() else {
             return;
         };
+        tally_see(&mut self.tallies, (meta.from().node(), meta.to().node()), message);
         match message {
             // Rebalance hands a key over by a transfer, or by a hint when the new owner
             // cannot be reached.
