@@ -71,11 +71,17 @@ pub enum Mutant {
     /// Hinted handoff: the replay loop never starts; hints are queued and counted, and
     /// stay queued (their books still balance).
     HintReplayNeverStarts,
+    /// Bad input: a read of an empty or too long key answers "no item" instead of
+    /// refusing the key.
+    InvalidKeyReadsNone,
+    /// Metrics: the coordinator counts the replica writes of a remove as writes of a
+    /// set (a copy-paste slip): `replica_fanout_remove` stays 0.
+    FanoutRemovesCountedAsSets,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 22] = [
+    pub const ALL: [Mutant; 24] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -98,6 +104,8 @@ impl Mutant {
         Mutant::ReplicaValueTruncated,
         Mutant::QuorumFailureRollsBack,
         Mutant::HintReplayNeverStarts,
+        Mutant::InvalidKeyReadsNone,
+        Mutant::FanoutRemovesCountedAsSets,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -125,6 +133,8 @@ impl Mutant {
             Mutant::ReplicaValueTruncated => "replica-value-truncated",
             Mutant::QuorumFailureRollsBack => "quorum-failure-rolls-back",
             Mutant::HintReplayNeverStarts => "hint-replay-never-starts",
+            Mutant::InvalidKeyReadsNone => "invalid-key-reads-none",
+            Mutant::FanoutRemovesCountedAsSets => "fanout-removes-counted-as-sets",
         }
     }
 }

@@ -27,7 +27,14 @@ impl Inner {
         key: &str,
         consistency: Option<Consistency>,
     ) -> Result<Option<Item>, Error> {
-        check_key(key)?;
+        if let Err(error) = check_key(key) {
+            // The canary: a bad key reads as a key with no item.
+            return if inner.mutant(crate::Mutant::InvalidKeyReadsNone) {
+                Ok(None)
+            } else {
+                Err(error)
+            };
+        }
         let owners = inner.state.borrow().ring.lookup(key).to_vec();
         if owners.is_empty() {
             return Err(Error::NoOwners);

@@ -182,8 +182,11 @@ impl Inner {
     }
 
     fn count_fanout(&self, op: &WriteOp, replica_count: usize) {
+        // The canary counts a remove's replica writes as a set's.
+        let slip = self.mutant(crate::Mutant::FanoutRemovesCountedAsSets);
         let metrics = &mut self.state.borrow_mut().metrics;
         match op {
+            WriteOp::Remove if slip => metrics.replica_fanout_set += replica_count as u64,
             WriteOp::Set { .. } => metrics.replica_fanout_set += replica_count as u64,
             WriteOp::Remove => metrics.replica_fanout_remove += replica_count as u64,
         }

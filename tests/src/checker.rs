@@ -55,6 +55,9 @@ pub enum Check {
     HintsStuck,
     /// A node's counter disagrees with the messages the wire saw it send or receive.
     CounterUntrue,
+    /// A request the cache must refuse (an empty or too long key, a value over the
+    /// limit, a malformed pattern) was answered otherwise.
+    BadInputAccepted,
 }
 
 impl Check {
@@ -78,6 +81,7 @@ impl Check {
             Check::RebalanceMissing => "rebalance-missing",
             Check::HintsStuck => "hints-stuck",
             Check::CounterUntrue => "counter-untrue",
+            Check::BadInputAccepted => "bad-input-accepted",
         }
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use cache::{Consistency, NodeId, Version};
 
+use crate::bad_input::BadInput;
+
 /// What a client asked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpKind {
@@ -196,6 +198,9 @@ pub struct History {
     pub joins: Vec<(NodeId, u64)>,
     /// When the probe phase began: operations invoked then or later are probes.
     pub probes_from_ns: Option<u64>,
+    /// Bad requests (see [`BadInput`]) the cache answered other than with the error
+    /// the contract names.
+    pub bad_inputs: Vec<BadInput>,
 }
 
 impl History {

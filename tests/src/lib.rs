@@ -12,6 +12,7 @@
 //! - `faults.rs`: [`Profile`]s and the [`FaultPlan`] a seed draws.
 //! - `nemesis.rs`: applies a plan to a running cluster.
 //! - `checker.rs`: the contract's clauses, as checks over history and stores.
+//! - `bad_input.rs`: requests the cache must refuse, and the check that it does.
 //! - `quiet.rs`: [`QuietWindows`], where the contract promises progress and fresh reads.
 //! - `observer.rs`: samples the stores through a run; survival and replication over time.
 //! - `wire.rs`: what the harness sees cross the network (hint replays answered), booked
@@ -31,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+mod bad_input;
 mod checker;
 mod cluster;
 mod corpus;
@@ -48,6 +50,7 @@ mod tally;
 mod wire;
 mod workload;
 
+pub use crate::bad_input::BadInput;
 pub use crate::checker::{Availability, Check, Violation};
 pub use crate::cluster::{
     CLUSTER_NODES_MAX, DistCluster, FixtureError, REPLICATION_FACTOR_DEFAULT, allocate_port,

@@ -522,6 +522,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
     let Ended { cluster, observer, windows, converging, wire, state, ended_ns, joins, hints_left } =
         ended;
     let mut safety = checker::phantom_reads(history);
+    safety.extend(crate::bad_input::bad_input_accepted(&history.bad_inputs));
     safety.extend(checker::under_replicated(
         history,
         config.replication,

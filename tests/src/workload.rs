@@ -15,6 +15,7 @@ use sim::Sim;
 use sim::net::{Addr, RpcClient, RpcError};
 use sim::rand::Ratio;
 
+use crate::bad_input::{BadInput, BadRequest};
 use crate::cluster::DistCluster;
 use crate::faults::Profile;
 use crate::history::{History, OpKind, Outcome};
@@ -68,6 +69,12 @@ pub struct WorkloadConfig {
     /// The share of sets padded to 1–4 KiB; a tenth of these are padded to up to
     /// [`VALUE_PAD_MAX`] instead.
     pub large_value_share: Ratio,
+    /// The share of requests that are bad input the cache must refuse (see
+    /// `bad_input.rs`).
+    pub bad_input_share: Ratio,
+    /// Whether bad input includes values over `cache::VALUE_LEN_MAX`: each is
+    /// allocated and hashed whole, about as costly as the rest of a default run.
+    pub oversized_values: bool,
 }
 
 impl Default for WorkloadConfig {
@@ -90,6 +97,8 @@ impl Default for WorkloadConfig {
             list_share: Ratio::new(1, 25),
             burst_share: Ratio::new(1, 30),
             large_value_share: Ratio::new(1, 10),
+            bad_input_share: crate::bad_input::BAD_INPUT_SHARE,
+            oversized_values: false,
         }
     }
 }
@@ -104,6 +113,7 @@ impl WorkloadConfig {
                 keys: 1_500,
                 hot_keys: 4,
                 hot_share: Ratio::new(1, 4),
+                oversized_values: true,
                 ..WorkloadConfig::default()
             },
             _ => WorkloadConfig::default(),
@@ -356,6 +366,9 @@ async fn request_once(
 ) {
     // A burst is mostly writes, so that concurrent writers meet on one key.
     let in_burst = burst_key.is_some();
+    if !in_burst && sim::rand::chance(shared.config.bad_input_share) {
+        return send_bad(client, shared, rpc).await;
+    }
     let key = burst_key.unwrap_or_else(|| pick_key(&shared.config));
     let (kind, request, consistency) = draw_request(client, &shared.config, &key, in_burst);
     let key = match &kind {
@@ -419,6 +432,24 @@ async fn send(
     }
     if avoid && client.avoided.len() < AVOIDED_MAX {
         client.avoided.push((target, complete_ns + shared.config.avoid_ms * 1_000_000));
+    }
+}
+
+/// Sends one bad request (see `bad_input.rs`) and records it if the answer breaks the
+/// contract. It goes into no operation's history: it must change nothing.
+async fn send_bad(
+    client: &mut Client,
+    shared: &Shared,
+    rpc: &RpcClient<PeerRequest, PeerResponse>,
+) {
+    let (target, addr) = pick_target(client, shared);
+    let BadRequest { what, request, expected } =
+        crate::bad_input::draw(shared.config.oversized_values);
+    let timeout = request_timeout(&shared.config);
+    let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
+    if let Some(answer) = crate::bad_input::judge(expected, &answer) {
+        let at_ns = sim::time::Instant::now().as_nanos();
+        shared.history.borrow_mut().bad_inputs.push(BadInput { at_ns, target, what, answer });
     }
 }
 

@@ -24,6 +24,9 @@ fn planted_bugs_are_caught_by_the_checker_meant_for_them() {
         (Mutant::ReadRepairNoop, "read-repair-missing"),
         // A failed write is rolled back a second after its answer.
         (Mutant::QuorumFailureRollsBack, "lost-write"),
+        // Bad input, and a counter the wire contradicts.
+        (Mutant::InvalidKeyReadsNone, "bad-input-accepted"),
+        (Mutant::FanoutRemovesCountedAsSets, "counter-untrue"),
     ];
     for (mutant, checker) in expected {
         let report = sweep_mutant(mutant, SEEDS, false);
