@@ -391,7 +391,10 @@ impl Inner {
         for batch in differing.chunks(MERKLE_LEAVES_PER_REQUEST_MAX) {
             let listing = inner.sync_list(peer, leaf_count, batch).await?;
             report.keys_listed += listing.len();
-            let pushes = inner.sync_pushes(peer, leaf_count, batch, &listing);
+            let mut pushes = inner.sync_pushes(peer, leaf_count, batch, &listing);
+            if inner.mutant(crate::Mutant::MerklePullOnly) {
+                pushes.clear(); // The canary: what the peer holds older stays older.
+            }
             if inner.mutant(crate::Mutant::MerkleAbsenceDeletes) {
                 // The canary: what the peer lacks is taken as deleted.
                 let listed: BTreeSet<&str> = listing.iter().map(|(key, _)| key.as_str()).collect();

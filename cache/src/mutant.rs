@@ -77,11 +77,15 @@ pub enum Mutant {
     /// Metrics: the coordinator counts the replica writes of a remove as writes of a
     /// set (a copy-paste slip): `replica_fanout_remove` stays 0.
     FanoutRemovesCountedAsSets,
+    /// A repair path that silently does half its work: a merkle sync pulls what the
+    /// peer holds newer but never pushes what it holds older (the peer's own syncs
+    /// still repair it, later).
+    MerklePullOnly,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 24] = [
+    pub const ALL: [Mutant; 25] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -106,6 +110,7 @@ impl Mutant {
         Mutant::HintReplayNeverStarts,
         Mutant::InvalidKeyReadsNone,
         Mutant::FanoutRemovesCountedAsSets,
+        Mutant::MerklePullOnly,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -135,6 +140,7 @@ impl Mutant {
             Mutant::HintReplayNeverStarts => "hint-replay-never-starts",
             Mutant::InvalidKeyReadsNone => "invalid-key-reads-none",
             Mutant::FanoutRemovesCountedAsSets => "fanout-removes-counted-as-sets",
+            Mutant::MerklePullOnly => "merkle-pull-only",
         }
     }
 }

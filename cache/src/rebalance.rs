@@ -7,7 +7,9 @@
 //! started) with its owners on the *baseline*, the ring of the last completed pass:
 //!
 //! - a key this node does not own (it lost ownership, or never had it) goes to every
-//!   owner, and is released once each of them holds it (or a hint was queued for it);
+//!   owner, and is released once each of them holds it (a hint queued for an
+//!   unreachable owner is not enough: it expires, and the stray may be the last copy;
+//!   the owner is retried);
 //! - a key this node owns goes to each owner that is new to it (not an owner on the
 //!   baseline, or a node that entered the ring or restarted since, whose memory may be
 //!   empty), from every owner that is not new itself, so that one sender crashing
@@ -148,7 +150,8 @@ impl TickPlan {
 pub(crate) enum TransferResult {
     /// The target holds this version or a newer one.
     Acked,
-    /// The target was unreachable; a hint was queued for it.
+    /// The target was unreachable; a hint was queued for it (a stray is retried,
+    /// not released, on it).
     Hinted,
     /// The target refused (not an owner in its view, or a failure): retry later.
     Refused,
@@ -369,7 +372,11 @@ impl Rebalancer {
                 .entry(&transfer.key)
                 .or_insert_with(|| (transfer.release, transfer.entry.version(), BTreeSet::new()));
             assert_eq!(slot.0, transfer.release, "one key, one plan");
-            if *result == TransferResult::Refused {
+            // A stray is released only once every owner holds it: a hint is not
+            // enough, since it expires (and dies with this node), and the stray may be
+            // the last copy. It is retried instead, like a refusal.
+            let hinted_stray = transfer.release && *result == TransferResult::Hinted;
+            if *result == TransferResult::Refused || hinted_stray {
                 slot.2.insert(transfer.target.clone());
             }
         }
@@ -617,9 +624,10 @@ impl Inner {
             {
                 outcomes.iter().map(transfer_result).collect()
             }
-            // A transfer counts as handed off (and a stray may be released) only if a
-            // hint covers it; with hints off (`hint_ttl_ms` 0) or over their limits it
-            // is retried instead, so that no copy is released that nobody received.
+            // A transfer to an owner counts as handed off if a hint covers it; with
+            // hints off (`hint_ttl_ms` 0) or over their limits it is retried instead. A
+            // stray is retried either way (see `on_results`): no copy is released that
+            // its owners do not hold.
             Ok(PeerResponse::Failed(_)) | Err(_) => batch
                 .transfers
                 .iter()
@@ -774,6 +782,28 @@ mod tests {
         rebalancer.on_results(2_000, &[(retried[0].clone(), TransferResult::Acked)]);
         assert!(rebalancer.releases_take(2_999).is_empty(), "the grace runs");
         assert_eq!(rebalancer.releases_take(3_000).len(), 1);
+    }
+
+    #[test]
+    fn a_stray_hinted_to_an_owner_is_retried_not_released() {
+        // Seed 544 of the keys profile: a stray released on a hint lived only in the
+        // hint queue (it would die with the hint's TTL, or with this node).
+        let ring = ring(&["a", "b", "c"]);
+        let stray = keys(100).into_iter().find(|k| !ring.is_owner(k, &id("a"))).unwrap();
+        let store = store([stray.clone()]);
+        let mut rebalancer = rebalancer(16);
+        let plan = rebalancer.plan_tick(0, &id("a"), &ring, &store);
+        let mut results: Vec<_> =
+            plan.transfers().cloned().map(|t| (t, TransferResult::Acked)).collect();
+        results[0].1 = TransferResult::Hinted;
+        rebalancer.on_results(0, &results);
+        assert!(rebalancer.releases_take(u64::MAX).is_empty(), "one owner has only a hint");
+        let retry = rebalancer.plan_tick(RETRY_DELAY_MS, &id("a"), &ring, &store);
+        let retried: Vec<Transfer> = retry.transfers().cloned().collect();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].target, results[0].0.target);
+        rebalancer.on_results(RETRY_DELAY_MS, &[(retried[0].clone(), TransferResult::Acked)]);
+        assert_eq!(rebalancer.releases_take(u64::MAX).len(), 1);
     }
 
     #[test]

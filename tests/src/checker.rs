@@ -58,6 +58,10 @@ pub enum Check {
     /// A request the cache must refuse (an empty or too long key, a value over the
     /// limit, a malformed pattern) was answered otherwise.
     BadInputAccepted,
+    /// Inside a quiet window, an anti-entropy sync left a key it listed unrepaired in
+    /// one direction: it did not pull what the peer held newer, or did not push what
+    /// the peer held older.
+    SyncOneWay,
 }
 
 impl Check {
@@ -82,6 +86,7 @@ impl Check {
             Check::HintsStuck => "hints-stuck",
             Check::CounterUntrue => "counter-untrue",
             Check::BadInputAccepted => "bad-input-accepted",
+            Check::SyncOneWay => "sync-one-way",
         }
     }
 }

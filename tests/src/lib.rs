@@ -17,6 +17,8 @@
 //! - `observer.rs`: samples the stores through a run; survival and replication over time.
 //! - `wire.rs`: what the harness sees cross the network (hint replays answered), booked
 //!   apart from the cache's own counters.
+//! - `sync_book.rs`: anti-entropy's promise in each direction (a sync pulls what the
+//!   peer holds newer and pushes what it holds older), watched at the wire.
 //! - `tally.rs`: per node, the messages its counters promise to count, and the check
 //!   that holds the counters to the wire.
 //! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
@@ -46,6 +48,7 @@ mod plan_file;
 mod quiet;
 mod run;
 mod shrink;
+mod sync_book;
 mod tally;
 mod wire;
 mod workload;

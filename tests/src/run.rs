@@ -28,6 +28,7 @@ use crate::observer::{
     FALSE_DEAD_LOSS_MAX, Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL,
 };
 use crate::quiet::{QuietWindows, SETTLE};
+use crate::sync_book::SyncBook;
 use crate::wire::WireBook;
 use crate::workload::{ClientPhase, WorkloadConfig, start_clients};
 
@@ -365,6 +366,7 @@ fn drive(
         )
         .map_err(|e| e.to_string())?,
     );
+    let (sync, _watching_syncs) = SyncBook::install(&sim.handle(), &cluster);
     let phase = Rc::new(Cell::new(ClientPhase::Workload));
     start_clients(sim, &cluster, history, &phase, &config.workload)?;
     let start = sim.now();
@@ -402,6 +404,7 @@ fn drive(
     // The end state, read before the probes write every key (which would repair what
     // the repair paths failed to).
     let (state, hints_left) = end_state(&cluster, converging.1.as_deref());
+    sync.borrow_mut().settle(sim.now().as_nanos());
     if quiet_end != heal {
         probe(sim, &mut driver, &phase, &config.workload)?;
     }
@@ -414,6 +417,7 @@ fn drive(
         windows,
         converging,
         wire,
+        sync,
         state,
         ended_ns,
         joins,
@@ -506,6 +510,8 @@ struct Ended<'a> {
     windows: QuietWindows,
     converging: (cache::Ring, Option<Vec<cache::NodeId>>),
     wire: Rc<RefCell<WireBook>>,
+    /// Anti-entropy's promises in each direction.
+    sync: Rc<RefCell<SyncBook>>,
     /// The stores at the end of the quiet period, before the probes.
     state: FinalState,
     /// When the run ended (virtual ns).
@@ -519,8 +525,18 @@ struct Ended<'a> {
 /// The verdict: safety clauses first, then liveness.
 fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
     let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended { cluster, observer, windows, converging, wire, state, ended_ns, joins, hints_left } =
-        ended;
+    let Ended {
+        cluster,
+        observer,
+        windows,
+        converging,
+        wire,
+        sync,
+        state,
+        ended_ns,
+        joins,
+        hints_left,
+    } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(crate::bad_input::bad_input_accepted(&history.bad_inputs));
     safety.extend(checker::under_replicated(
@@ -555,6 +571,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
             liveness
                 .extend(checker::read_repairs_missing(history, cluster, &windows, wire, bounds));
         }
+        liveness.extend(sync.borrow().violations(&windows, knobs.collects_tombstones()));
     }
     liveness.extend(progress);
     let (ring, majority) = converging;
