@@ -81,11 +81,15 @@ pub enum Mutant {
     /// peer holds newer but never pushes what it holds older (the peer's own syncs
     /// still repair it, later).
     MerklePullOnly,
+    /// Outside any task: stopping a node (as a kill does, from a destructor) panics
+    /// on a broken assertion. Proves that such a panic ends the run as a crash with its
+    /// seed, and never takes a sweep down.
+    PanicOnStop,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 25] = [
+    pub const ALL: [Mutant; 26] = [
         Mutant::SkipVersionCheck,
         Mutant::NoLamportReceive,
         Mutant::MerkleAbsenceDeletes,
@@ -111,6 +115,7 @@ impl Mutant {
         Mutant::InvalidKeyReadsNone,
         Mutant::FanoutRemovesCountedAsSets,
         Mutant::MerklePullOnly,
+        Mutant::PanicOnStop,
     ];
 
     /// The mutant's name, as the command line spells it.
@@ -141,6 +146,7 @@ impl Mutant {
             Mutant::InvalidKeyReadsNone => "invalid-key-reads-none",
             Mutant::FanoutRemovesCountedAsSets => "fanout-removes-counted-as-sets",
             Mutant::MerklePullOnly => "merkle-pull-only",
+            Mutant::PanicOnStop => "panic-on-stop",
         }
     }
 }

@@ -238,6 +238,11 @@ impl CacheNode {
     /// Stops the node: background tasks are cancelled and every later call fails
     /// with [`Error::Stopped`]. Idempotent.
     pub fn stop(&self) {
+        // The canary: a destructor's assertion, outside any task (skipped while
+        // unwinding, as a careful destructor does: a second panic would abort).
+        if !std::thread::panicking() {
+            assert!(!self.inner.mutant(crate::Mutant::PanicOnStop), "the node was stopped");
+        }
         self.inner.stop();
     }
 

@@ -1,21 +1,22 @@
-//! The command line: argument parsing, the sweep driver with its progress bar and
-//! summary table, and replay.
+//! The command line: arguments, and every command but the sweep (`sweep_cli.rs`).
+//!
+//! Exit status: 0 when everything passed, 1 when the system under test failed (a seed
+//! failed, a mutant survived, a run is not deterministic), 2 when the harness could
+//! not run what was asked (bad input, an unwritable file).
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cachesim::{Profile, RunConfig, RunReport, run};
+use cachesim::{Liveness, Profile, RunConfig, RunRecord, RunReport, run};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::sweep_cli::{SweepArgs, sweep};
 
 /// Deterministic simulation testing of a distributed cache: every run is a pure
-/// function of its seed, so any failure replays exactly.
+/// function of its record (profile, seed and knobs), so any failure replays exactly.
 #[derive(Debug, Parser)]
 #[command(name = "cachesim", version, about, long_about = None)]
 struct Cli {
@@ -29,11 +30,16 @@ enum Command {
     ///
     /// Each seed draws its fault plan (under --profile), its consistency levels and
     /// its workload; a failing seed is printed with the command that replays it and
-    /// appended to --failures. Exits with status 1 if any seed failed.
+    /// written to --failures as its run record. Exits with status 1 if any seed failed,
+    /// 2 if the sweep could not run.
     Sweep(SweepArgs),
-    /// Run one seed again and print its fault plan, its trace and its verdict.
+    /// Run one recorded run again and print its fault plan, its trace and its verdict.
+    ///
+    /// Give the run record (`PROFILE SEED [KNOB=VALUE ...]`, as `failures.txt` and the
+    /// printed replay commands have it), or --seed with --profile and knob flags, or
+    /// --plan.
     Replay(ReplayArgs),
-    /// Shrink a failing seed: the smallest fault plan and workload that still fail the
+    /// Shrink a failing run: the smallest fault plan and workload that still fail the
     /// same way, written to a plan file that `replay --plan` runs.
     Shrink(ShrinkArgs),
     /// Run each seed twice, and once more on another thread, and compare every event;
@@ -41,31 +47,127 @@ enum Command {
     CheckDeterminism(CheckArgs),
     /// Sweep each planted bug of the cache (its `mutants` feature) until a seed fails,
     /// and print which checker caught it, after how many seeds, and the shrunk plan's
-    /// size. Exits with status 1 if a mutant survives.
+    /// size; each shrunk plan is written to --plans. Exits with status 1 if a mutant
+    /// survives.
     Mutants(MutantsArgs),
 }
 
+/// The knobs that shape a run besides its profile and seed (see `RunRecord`).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct KnobArgs {
+    /// Virtual seconds of faults per run (clients run meanwhile), 1 to 600 [default: 20].
+    #[arg(long, value_parser = fault_seconds, allow_hyphen_values = true)]
+    pub(crate) fault_seconds: Option<u64>,
+    /// Virtual seconds the healed cluster settles before the liveness checks, 0 to 600
+    /// [default: 40].
+    #[arg(long, value_parser = quiet_seconds, allow_hyphen_values = true)]
+    pub(crate) quiet_seconds: Option<u64>,
+    /// Which nodes must converge after the faults: all (everything heals) or majority
+    /// (a random minority stays cut off; the majority must converge by itself)
+    /// [default: all].
+    #[arg(long)]
+    pub(crate) liveness: Option<Liveness>,
+    /// Client nodes per run, 1 to 64 [default: the profile's].
+    #[arg(long, value_parser = clients, allow_hyphen_values = true)]
+    pub(crate) clients: Option<usize>,
+    /// Run every cache node with this planted bug (see `cachesim mutants`).
+    #[arg(long)]
+    pub(crate) mutant: Option<cache::Mutant>,
+}
+
+impl KnobArgs {
+    /// `record` with the knobs given on the command line.
+    pub(crate) fn apply(&self, mut record: RunRecord) -> RunRecord {
+        record.fault_seconds = self.fault_seconds.unwrap_or(record.fault_seconds);
+        record.quiet_seconds = self.quiet_seconds.unwrap_or(record.quiet_seconds);
+        record.liveness = self.liveness.unwrap_or(record.liveness);
+        record.clients = self.clients.or(record.clients);
+        record.mutant = self.mutant.or(record.mutant);
+        record
+    }
+}
+
+fn number(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number from 0 to {}", u64::MAX))
+}
+
+/// A whole number (for clap).
+pub(crate) fn whole_number(text: &str) -> Result<u64, String> {
+    number(text)
+}
+
+fn seconds(text: &str, min: u64) -> Result<u64, String> {
+    let max = cachesim::PHASE_SECONDS_MAX;
+    let value = number(text)?;
+    if !(min..=max).contains(&value) {
+        return Err(format!("{value} is out of range: expected {min} to {max} seconds"));
+    }
+    Ok(value)
+}
+
+fn fault_seconds(text: &str) -> Result<u64, String> {
+    seconds(text, 1)
+}
+
+fn quiet_seconds(text: &str) -> Result<u64, String> {
+    seconds(text, 0)
+}
+
+fn clients(text: &str) -> Result<usize, String> {
+    let max = cachesim::CLIENTS_MAX;
+    let value = number(text)?;
+    usize::try_from(value)
+        .ok()
+        .filter(|clients| (1..=max).contains(clients))
+        .ok_or_else(|| format!("{value} is out of range: expected 1 to {max} clients"))
+}
+
+/// A run record from its words on the command line.
+fn record_words(words: &[String]) -> Result<RunRecord, String> {
+    RunRecord::parse(&words.join(" ")).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Args)]
-struct MutantsArgs {
-    /// Seeds to try per mutant (profiles cycle none, partitions, crashes, clock, swarm).
-    #[arg(long, default_value_t = 200)]
-    seeds: u64,
-    /// Only this mutant (default: all).
+struct ReplayArgs {
+    /// The run record: `PROFILE SEED [KNOB=VALUE ...]`, for example `swarm 17 quiet=0
+    /// fp=0x3b1f29c07d5e8a41` (a `# note` after it is ignored).
+    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile", "plan"], allow_hyphen_values = true)]
+    record: Vec<String>,
+    /// The seed to run (or give the record).
+    #[arg(long, value_parser = whole_number, allow_hyphen_values = true, conflicts_with = "plan")]
+    seed: Option<u64>,
+    /// Run exactly this plan file (as written by `shrink`; it names its seed, profile
+    /// and knobs) instead of the seed's own plan.
+    #[arg(long, conflicts_with_all = ["fault_seconds", "quiet_seconds", "liveness", "clients", "mutant"])]
+    plan: Option<PathBuf>,
+    /// The fault profile, with --seed [default: swarm].
+    #[arg(long, conflicts_with = "plan")]
+    profile: Option<Profile>,
+    #[command(flatten)]
+    knobs: KnobArgs,
+    /// Print the run's trace, stamped with virtual time (filter with SIM_LOG, default info).
     #[arg(long)]
-    mutant: Option<cache::Mutant>,
-    /// Skip shrinking the failures.
+    trace: bool,
+    /// Print every client operation on this key (or listing with this pattern).
     #[arg(long)]
-    no_shrink: bool,
+    key: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct ShrinkArgs {
-    /// The failing seed.
+    /// The failing run's record: `PROFILE SEED [KNOB=VALUE ...]`.
+    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile"], allow_hyphen_values = true)]
+    record: Vec<String>,
+    /// The failing seed (or give the record).
+    #[arg(long, value_parser = whole_number, allow_hyphen_values = true)]
+    seed: Option<u64>,
+    /// Its fault profile, with --seed [default: swarm].
     #[arg(long)]
-    seed: u64,
-    /// Its fault profile.
-    #[arg(long, default_value = "swarm")]
-    profile: Profile,
+    profile: Option<Profile>,
+    #[command(flatten)]
+    knobs: KnobArgs,
     /// Where to write the minimal plan.
     #[arg(long, default_value = "shrunk.plan")]
     output: PathBuf,
@@ -73,109 +175,34 @@ struct ShrinkArgs {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// Seeds to check, as a half-open range A..B.
-    #[arg(long, value_parser = parse_range, default_value = "0..20")]
-    seeds: Range<u64>,
-    /// Fault profile.
-    #[arg(long, default_value = "swarm")]
-    profile: Profile,
+    /// One run record to check, instead of --seeds: `PROFILE SEED [KNOB=VALUE ...]`.
+    #[arg(num_args = 0.., conflicts_with_all = ["seeds", "profile"], allow_hyphen_values = true)]
+    record: Vec<String>,
+    /// Seeds to check, as a half-open range A..B [default: 0..20].
+    #[arg(long, value_parser = crate::sweep_cli::parse_range)]
+    seeds: Option<std::ops::Range<u64>>,
+    /// Fault profile [default: swarm].
+    #[arg(long)]
+    profile: Option<Profile>,
+    #[command(flatten)]
+    knobs: KnobArgs,
 }
 
 #[derive(Debug, Args)]
-struct SweepArgs {
-    /// Seeds to run, as a half-open range A..B (for example 0..1000).
-    #[arg(long, value_parser = parse_range, conflicts_with = "count")]
-    seeds: Option<Range<u64>>,
-    /// How many seeds to run, starting at --seed.
-    #[arg(long, default_value_t = 2000)]
-    count: u64,
-    /// The first seed, with --count.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Threads running seeds (default: all cores).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Fault profile: none, partitions, crashes, clock or swarm.
-    #[arg(long, default_value = "swarm")]
-    profile: Profile,
-    /// Run only shard K of N of the seeds (for example 2/4), to split a sweep over
-    /// machines or CI jobs: seed S belongs to shard S mod N.
-    #[arg(long, value_parser = parse_shard)]
-    shard: Option<(u64, u64)>,
-    /// Virtual seconds of faults per run (clients run meanwhile).
-    #[arg(long, default_value_t = 20)]
-    fault_seconds: u64,
-    /// Virtual seconds the healed cluster settles before the liveness checks.
-    #[arg(long, default_value_t = 40)]
-    quiet_seconds: u64,
-    /// Which nodes must converge after the faults: all (everything heals) or majority
-    /// (a random minority stays cut off; the majority must converge by itself).
-    #[arg(long, default_value = "all")]
-    liveness: cachesim::Liveness,
-    /// File that failing seeds are appended to, one `profile seed # verdict` per line.
-    #[arg(long, default_value = "failures.txt")]
-    failures: PathBuf,
-    /// No progress bar (for logs and CI).
-    #[arg(long)]
-    quiet: bool,
-}
-
-#[derive(Debug, Args)]
-struct ReplayArgs {
-    /// The seed to run (ignored with --plan, which names its seed).
-    #[arg(long, required_unless_present = "plan", default_value_t = 0)]
-    seed: u64,
-    /// Run exactly this plan file (as written by `shrink`) instead of the seed's own plan.
-    #[arg(long)]
-    plan: Option<PathBuf>,
-    /// Its fault profile.
-    #[arg(long, default_value = "swarm")]
-    profile: Profile,
-    /// Print the run's trace, stamped with virtual time (filter with SIM_LOG, default info).
-    #[arg(long)]
-    trace: bool,
-    /// Print every client operation on this key (or listing with this pattern).
-    #[arg(long)]
-    key: Option<String>,
-    /// Run every cache node with this planted bug (see `mutants`).
+struct MutantsArgs {
+    /// Seeds to try per mutant (profiles in turn: none, partitions, crashes, clock,
+    /// swarm, keys, membership, loss), at least 1.
+    #[arg(long, default_value_t = 200, value_parser = whole_number, allow_hyphen_values = true)]
+    seeds: u64,
+    /// Only this mutant (default: all).
     #[arg(long)]
     mutant: Option<cache::Mutant>,
-    /// The liveness mode the seed ran with (all or majority).
-    #[arg(long, default_value = "all")]
-    liveness: cachesim::Liveness,
-    /// Virtual seconds of faults (must match the sweep's).
-    #[arg(long, default_value_t = 20)]
-    fault_seconds: u64,
-    /// Virtual seconds of quiet (must match the sweep's).
-    #[arg(long, default_value_t = 40)]
-    quiet_seconds: u64,
-}
-
-fn parse_range(text: &str) -> Result<Range<u64>, String> {
-    let error = || {
-        format!(
-            "invalid seed range {text:?}: expected A..B with whole numbers A < B, for example 0..1000"
-        )
-    };
-    let (start, end) = text.split_once("..").ok_or_else(error)?;
-    let (start, end): (u64, u64) =
-        (start.trim().parse().map_err(|_| error())?, end.trim().parse().map_err(|_| error())?);
-    if start >= end {
-        return Err(error());
-    }
-    Ok(start..end)
-}
-
-fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let error =
-        || format!("invalid shard {text:?}: expected K/N with 1 <= K <= N, for example 2/4");
-    let (k, n) = text.split_once('/').ok_or_else(error)?;
-    let (k, n): (u64, u64) =
-        (k.trim().parse().map_err(|_| error())?, n.trim().parse().map_err(|_| error())?);
-    if k == 0 || k > n {
-        return Err(error());
-    }
-    Ok((k, n))
+    /// Skip shrinking the failures.
+    #[arg(long)]
+    no_shrink: bool,
+    /// Where each mutant's shrunk plan is written, as MUTANT.plan.
+    #[arg(long, default_value = "mutant-plans")]
+    plans: PathBuf,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -189,230 +216,75 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-fn config(seed: u64, profile: Profile, fault_seconds: u64, quiet_seconds: u64) -> RunConfig {
-    let mut config = RunConfig::new(seed, profile);
-    config.fault_phase = Duration::from_secs(fault_seconds);
-    config.quiet = Duration::from_secs(quiet_seconds);
-    config
+/// An input error: the message, and exit status 2.
+pub(crate) fn input_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
 }
 
-fn replay_command(report: &RunReport) -> String {
-    let mut flags = String::new();
-    if report.liveness == cachesim::Liveness::Majority {
-        flags.push_str(" --liveness majority");
-    }
-    let (fault, quiet) = report.phases;
-    let defaults = RunConfig::new(report.seed, report.profile);
-    if fault != defaults.fault_phase {
-        flags.push_str(&format!(" --fault-seconds {}", fault.as_secs()));
-    }
-    if quiet != defaults.quiet {
-        flags.push_str(&format!(" --quiet-seconds {}", quiet.as_secs()));
-    }
-    format!(
-        "cargo run --release -- replay --seed {} --profile {}{flags} --trace",
-        report.seed, report.profile
-    )
+/// The command that replays `record`.
+pub(crate) fn replay_command(record: &RunRecord) -> String {
+    format!("cargo run --release -- replay {record} --trace")
 }
 
-/// Totals for the summary table.
-#[derive(Default)]
-struct Totals {
-    seeds: u64,
-    failures: u64,
-    events: u64,
-    operations: u64,
-    virtual_ns: u128,
-    availability: cachesim::Availability,
-    /// Failures per verdict kind and checker, for the summary.
-    by_check: std::collections::BTreeMap<String, u64>,
-}
-
-fn sweep(args: &SweepArgs) -> ExitCode {
-    if args.fault_seconds == 0 {
-        eprintln!("error: --fault-seconds must be at least 1");
-        return ExitCode::from(2);
-    }
-    let range = args.seeds.clone().unwrap_or(args.seed..args.seed.saturating_add(args.count));
-    let seeds: Vec<u64> = match args.shard {
-        Some((k, n)) => range.filter(|seed| seed % n == k - 1).collect(),
-        None => range.collect(),
-    };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1);
-    let progress =
-        if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(seeds.len() as u64) };
-    progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  {msg}  eta {eta}")
-            .expect("a valid template"),
-    );
-    let totals = Mutex::new(Totals::default());
-    let failed: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
-    let next = AtomicU64::new(0);
-    // Wall time for the figures the user reads, never for the runs themselves.
-    #[allow(clippy::disallowed_methods)]
-    let started = Instant::now();
-    let worker = || {
-        while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
-            let config = RunConfig {
-                liveness: args.liveness,
-                ..config(seed, args.profile, args.fault_seconds, args.quiet_seconds)
-            };
-            let report = run(&config);
-            record(&report, &totals, &failed, &progress, args);
+/// The record that `--seed`/`--profile` and the knob flags, or the record's words,
+/// describe; an error if neither names a seed.
+fn record_of(
+    words: &[String],
+    seed: Option<u64>,
+    profile: Option<Profile>,
+    knobs: &KnobArgs,
+) -> Result<RunRecord, String> {
+    let record = match (words.is_empty(), seed) {
+        (false, _) => record_words(words)?,
+        (true, Some(seed)) => RunRecord::new(profile.unwrap_or(Profile::Swarm), seed),
+        (true, None) => {
+            return Err(
+                "which run? give its record (for example `swarm 17 quiet=0`) or --seed".into()
+            );
         }
     };
-    // Seeds run on threads, one whole simulation each: only the seed counter is shared.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(seeds.len().max(1)) {
-            scope.spawn(worker);
-        }
-    });
-    progress.finish_and_clear();
-    let wall = started.elapsed();
-    let totals = totals.into_inner().unwrap_or_else(|e| e.into_inner());
-    print_summary(args.profile, &totals, wall, jobs);
-    let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
-    failed.sort_by_key(|report| report.seed);
-    for report in &failed {
-        println!(
-            "\nFAILED seed {} ({}): {}\n  replay: {}",
-            report.seed,
-            report.profile,
-            report.verdict,
-            replay_command(report)
-        );
-    }
-    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    Ok(knobs.apply(record))
 }
 
-fn record(
-    report: &RunReport,
-    totals: &Mutex<Totals>,
-    failed: &Mutex<Vec<RunReport>>,
-    progress: &ProgressBar,
-    args: &SweepArgs,
-) {
-    let failures = {
-        let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
-        totals.seeds += 1;
-        totals.events += report.events;
-        totals.operations += report.operations as u64;
-        totals.virtual_ns += report.virtual_time.as_nanos();
-        totals.availability.add(report.availability);
-        if !report.verdict.is_pass() {
-            totals.failures += 1;
-            *totals.by_check.entry(verdict_checks(&report.verdict)).or_default() += 1;
-        }
-        totals.failures
-    };
-    progress.set_message(format!("{failures} failed"));
-    progress.inc(1);
-    if report.verdict.is_pass() {
-        return;
-    }
-    let line = format!("{} {} # {}\n", report.profile, report.seed, report.verdict.kind());
-    let appended = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.failures)
-        .and_then(|mut file| file.write_all(line.as_bytes()));
-    if let Err(error) = appended {
-        progress.suspend(|| {
-            eprintln!("warning: cannot append to {}: {error}", args.failures.display())
-        });
-    }
-    progress.suspend(|| {
-        eprintln!(
-            "seed {} failed ({}); replay: {}",
-            report.seed,
-            report.verdict.kind(),
-            replay_command(report)
-        )
-    });
-    failed.lock().unwrap_or_else(|e| e.into_inner()).push(report.clone());
-}
-
-fn print_summary(profile: Profile, totals: &Totals, wall: Duration, jobs: usize) {
-    let wall_s = wall.as_secs_f64().max(1e-9);
-    let virtual_s = totals.virtual_ns as f64 / 1e9;
-    println!(
-        "{:<10} {:>7} {:>8} {:>12} {:>10} {:>10} {:>14} {:>12}",
-        "profile", "seeds", "failures", "events", "ops", "seeds/s", "events/s", "virt s/s"
-    );
-    println!(
-        "{:<10} {:>7} {:>8} {:>12} {:>10} {:>10.1} {:>14.0} {:>12.0}",
-        profile.name(),
-        totals.seeds,
-        totals.failures,
-        totals.events,
-        totals.operations,
-        totals.seeds as f64 / wall_s,
-        totals.events as f64 / wall_s,
-        virtual_s / wall_s
-    );
-    let a = totals.availability;
-    let all = (a.ok + a.failed + a.unknown).max(1) as f64;
-    println!(
-        "operations: {} ok ({:.1}%), {} failed ({:.1}%), {} unknown ({:.1}%)",
-        a.ok,
-        100.0 * a.ok as f64 / all,
-        a.failed,
-        100.0 * a.failed as f64 / all,
-        a.unknown,
-        100.0 * a.unknown as f64 / all
-    );
-    println!(
-        "probes after heal: {} of {} ok ({:.1}%)",
-        a.probes_ok,
-        a.probes,
-        100.0 * a.probes_ok as f64 / a.probes.max(1) as f64
-    );
-    for (checks, count) in &totals.by_check {
-        println!("  {count:>6} failed by {checks}");
-    }
-    println!("wall time {:.1}s on {jobs} thread(s)", wall.as_secs_f64());
-}
-
-/// The verdict's kind and the checks that fired, for the summary: `safety: lost-write`.
-fn verdict_checks(verdict: &cachesim::Verdict) -> String {
-    match verdict {
-        cachesim::Verdict::Safety(violations) | cachesim::Verdict::Liveness(violations) => {
-            let mut names: Vec<&str> =
-                violations.iter().map(|violation| violation.check.name()).collect();
-            names.sort_unstable();
-            names.dedup();
-            format!("{}: {}", verdict.kind(), names.join(", "))
-        }
-        other => other.kind().to_string(),
-    }
+fn read_plan(path: &Path) -> Result<RunConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read plan file {}: {e}", path.display()))?;
+    cachesim::parse_plan_file(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn replay(args: &ReplayArgs) -> ExitCode {
-    let mut config = match &args.plan {
-        None => config(args.seed, args.profile, args.fault_seconds, args.quiet_seconds),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| cachesim::parse_plan_file(&text).map_err(|e| e.to_string()))
-        {
-            Ok(config) => config,
-            Err(error) => {
-                eprintln!("error: cannot use plan file {}: {error}", path.display());
-                return ExitCode::from(2);
-            }
+    let (mut config, record) = match &args.plan {
+        Some(path) => match read_plan(path) {
+            Ok(config) => (config, None),
+            Err(error) => return input_error(error),
+        },
+        None => match record_of(&args.record, args.seed, args.profile, &args.knobs) {
+            Ok(record) => (record.config(), Some(record)),
+            Err(error) => return input_error(error),
         },
     };
     config.trace = args.trace || args.key.is_some();
-    config.mutant = args.mutant;
-    config.liveness = args.liveness;
     if let Err(problem) = config.validate() {
-        eprintln!("error: {problem}");
-        return ExitCode::from(2);
+        return input_error(problem);
     }
     let report = run(&config);
+    print_replay(args, &report);
+    if let Some(reproduced) = record.as_ref().and_then(|r| r.reproduced_by(report.fingerprint)) {
+        let recorded = record.as_ref().and_then(|r| r.fingerprint).unwrap_or_default();
+        if reproduced {
+            println!("reproduced the recorded run (fingerprint {recorded:#018x})");
+        } else {
+            println!(
+                "NOT the recorded run: fingerprint {:#018x}, recorded {recorded:#018x}; the code (or a dependency) has changed since it was recorded, so this run may not show what the recorded one did",
+                report.fingerprint
+            );
+        }
+    }
+    if report.verdict.is_pass() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn print_replay(args: &ReplayArgs, report: &RunReport) {
     let (read, write) = report.consistency;
     println!("seed {} profile {} (read {read}, write {write})", report.seed, report.profile);
     println!("options: {}{}", report.knobs, if report.buggify { "; buggify on" } else { "" });
@@ -440,39 +312,38 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         report.fingerprint
     );
     println!("verdict: {}", report.verdict);
-    if report.verdict.is_pass() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn shrink(args: &ShrinkArgs) -> ExitCode {
-    let config = RunConfig::new(args.seed, args.profile);
+    let record = match record_of(&args.record, args.seed, args.profile, &args.knobs) {
+        Ok(record) => record,
+        Err(error) => return input_error(error),
+    };
+    let config = record.config();
+    if let Err(problem) = config.validate() {
+        return input_error(problem);
+    }
     // Wall time for the figures the user reads, never for the runs themselves.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let report = match cachesim::shrink(&config) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return input_error(error),
     };
     let original = report.original.plan.as_ref().map_or(0, |plan| plan.episodes.len());
     let plan = report.minimal.plan.clone().unwrap_or_default();
     let comment = format!(
-        "written by cachesim shrink from seed {} ({}): {} of {original} episodes, {} clients\nverdict: {}",
-        args.seed,
-        args.profile,
+        "written by cachesim shrink from {record}: {} of {original} episodes, {} clients\nverdict: {}",
         plan.episodes.len(),
         report.minimal.workload.clients,
         report.verdict.kind()
     );
     let text = cachesim::write_plan_file(&report.minimal, &plan, &comment);
     if let Err(error) = std::fs::write(&args.output, &text) {
-        eprintln!("error: cannot write {}: {error}", args.output.display());
-        return ExitCode::from(2);
+        return input_error(format!("cannot write {}: {error}", args.output.display()));
     }
     println!(
-        "shrunk seed {} from {original} to {} episode(s) and {} client(s) in {} runs ({:.1}s)",
-        args.seed,
+        "shrunk {record} from {original} to {} episode(s) and {} client(s) in {} runs ({:.1}s)",
         plan.episodes.len(),
         report.minimal.workload.clients,
         report.runs,
@@ -491,27 +362,42 @@ fn shrink(args: &ShrinkArgs) -> ExitCode {
 const CHECK_EVENT_LOG_MAX: usize = 1 << 20;
 
 fn check_determinism(args: &CheckArgs) -> ExitCode {
+    let records: Vec<RunRecord> = if args.record.is_empty() {
+        let profile = args.profile.unwrap_or(Profile::Swarm);
+        let seeds = args.seeds.clone().unwrap_or(0..20);
+        seeds.map(|seed| args.knobs.apply(RunRecord::new(profile, seed))).collect()
+    } else {
+        match record_words(&args.record) {
+            Ok(record) => vec![args.knobs.apply(record)],
+            Err(error) => return input_error(error),
+        }
+    };
+    if let Err(problem) = records[0].config().validate() {
+        return input_error(problem);
+    }
     let mut mismatches = 0;
-    for seed in args.seeds.clone() {
-        let mut config = RunConfig::new(seed, args.profile);
+    for record in &records {
+        let mut config = record.config();
         config.event_log = CHECK_EVENT_LOG_MAX;
         let first = run(&config);
         let second = run(&config);
         let config_thread = config.clone();
         // The point of the check: a run on another thread must be the same run.
         #[allow(clippy::disallowed_methods)]
-        let third = std::thread::spawn(move || run(&config_thread))
-            .join()
-            .expect("the run thread does not panic");
+        let third = std::thread::spawn(move || run(&config_thread)).join();
+        let Ok(third) = third else {
+            mismatches += 1;
+            println!("{record}: the run on another thread panicked");
+            continue;
+        };
         for (label, other) in [("second run", &second), ("run on another thread", &third)] {
             if let Some(report) = compare(&first, other) {
                 mismatches += 1;
-                println!("seed {seed}: the {label} differs from the first\n{report}");
+                println!("{record}: the {label} differs from the first\n{report}");
             }
         }
     }
-    let count = args.seeds.end - args.seeds.start;
-    println!("{count} seed(s) checked, {mismatches} mismatch(es)");
+    println!("{} run(s) checked, {mismatches} mismatch(es)", records.len());
     if mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -554,6 +440,9 @@ fn compare(first: &RunReport, second: &RunReport) -> Option<String> {
 }
 
 fn mutants(args: &MutantsArgs) -> ExitCode {
+    if args.seeds == 0 {
+        return input_error("--seeds 0 runs nothing: give at least 1");
+    }
     let selected: Vec<cache::Mutant> =
         args.mutant.map_or_else(|| cache::Mutant::ALL.to_vec(), |mutant| vec![mutant]);
     // Wall time for the figures the user reads, never for the runs themselves.
@@ -578,12 +467,26 @@ fn mutants(args: &MutantsArgs) -> ExitCode {
     });
     let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
     reports.sort_by_key(|report| report.mutant);
+    let survivors = print_mutants(&reports);
+    if let Err(error) = write_mutant_plans(&reports, &args.plans) {
+        return input_error(error);
+    }
     println!(
-        "{:<26} {:>8} {:>12} {:<20} {:>14}",
+        "{} mutant(s), {survivors} survived, {:.1}s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if survivors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Prints the table; returns how many mutants survived.
+fn print_mutants(reports: &[cachesim::MutantReport]) -> usize {
+    println!(
+        "{:<32} {:>10} {:>14} {:<22} {:>14}",
         "mutant", "caught", "first seed", "caught by", "shrunk plan"
     );
     let mut survivors = 0;
-    for report in &reports {
+    for report in reports {
         let (caught, seed) = match report.caught {
             Some((seed, profile)) => {
                 (format!("{} seeds", report.seeds_run), format!("{profile} {seed}"))
@@ -594,10 +497,12 @@ fn mutants(args: &MutantsArgs) -> ExitCode {
             }
         };
         let shrunk = report
-            .shrunk_episodes
-            .map_or_else(|| "-".to_string(), |episodes| format!("{episodes} episode(s)"));
+            .shrunk
+            .as_ref()
+            .and_then(|config| config.plan.as_ref())
+            .map_or_else(|| "-".to_string(), |plan| format!("{} episode(s)", plan.episodes.len()));
         println!(
-            "{:<26} {:>8} {:>12} {:<20} {:>14}",
+            "{:<32} {:>10} {:>14} {:<22} {:>14}",
             report.mutant.name(),
             caught,
             seed,
@@ -605,10 +510,32 @@ fn mutants(args: &MutantsArgs) -> ExitCode {
             shrunk
         );
     }
+    survivors
+}
+
+/// Writes each shrunk plan to `dir/MUTANT.plan`.
+fn write_mutant_plans(reports: &[cachesim::MutantReport], dir: &Path) -> Result<(), String> {
+    let shrunk: Vec<(&cachesim::MutantReport, &RunConfig)> =
+        reports.iter().filter_map(|report| Some((report, report.shrunk.as_ref()?))).collect();
+    if shrunk.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (report, config) in shrunk {
+        let plan = config.plan.clone().unwrap_or_default();
+        let comment = format!(
+            "written by cachesim mutants: {} caught by {}",
+            report.mutant.name(),
+            report.caught_by()
+        );
+        let path = dir.join(format!("{}.plan", report.mutant.name()));
+        std::fs::write(&path, cachesim::write_plan_file(config, &plan, &comment))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     println!(
-        "{} mutant(s), {survivors} survived, {:.1}s",
-        reports.len(),
-        started.elapsed().as_secs_f64()
+        "shrunk plans written to {}/ (replay one with: cargo run --release -- replay --plan {}/MUTANT.plan --trace)",
+        dir.display(),
+        dir.display()
     );
-    if survivors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    Ok(())
 }

@@ -1,19 +1,18 @@
-//! The regression corpus, `seeds.txt`: one `profile seed [# note]` per line. Every seed
-//! that ever found a bug is kept there and replayed by `cargo test`.
+//! The regression corpus, `seeds.txt`: one run record ([`RunRecord`]: `PROFILE SEED
+//! [KNOB=VALUE ...]`) and an optional `# note` per line. Every seed that ever found a
+//! bug is kept there and replayed by `cargo test`.
 
 use std::fmt;
 
-use crate::faults::Profile;
+use crate::record::RunRecord;
 
 /// One corpus line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CorpusEntry {
     /// The line number, from 1.
     pub line: usize,
-    /// The fault profile.
-    pub profile: Profile,
-    /// The seed.
-    pub seed: u64,
+    /// The run.
+    pub record: RunRecord,
     /// The note after `#`, if any.
     pub note: String,
 }
@@ -31,7 +30,7 @@ impl fmt::Display for CorpusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seeds.txt line {}: {}; expected `PROFILE SEED [# note]`, for example `swarm 42 # lost write after a crash`",
+            "seeds.txt line {}: {}; expected `PROFILE SEED [KNOB=VALUE ...] [# note]`, for example `swarm 42 # lost write after a crash`",
             self.line, self.problem
         )
     }
@@ -56,16 +55,8 @@ pub fn parse_corpus(text: &str) -> Result<Vec<CorpusEntry>, CorpusError> {
             continue;
         }
         let error = |problem: String| CorpusError { line, problem };
-        let words: Vec<&str> = content.split_whitespace().collect();
-        let [profile, seed] = words[..] else {
-            return Err(error(format!("{} word(s) before the note", words.len())));
-        };
-        let profile: Profile =
-            profile.parse().map_err(|e: crate::faults::ParseProfileError| error(e.to_string()))?;
-        let seed: u64 = seed
-            .parse()
-            .map_err(|_| error(format!("invalid seed {seed:?}: expected a whole number")))?;
-        entries.push(CorpusEntry { line, profile, seed, note });
+        let record = RunRecord::parse(content).map_err(|e| error(e.to_string()))?;
+        entries.push(CorpusEntry { line, record, note });
     }
     Ok(entries)
 }
@@ -79,23 +70,25 @@ mod tests {
         let text = "# the corpus\n\nswarm 42 # lost write\npartitions 7\n";
         let entries = parse_corpus(text).unwrap();
         assert_eq!(entries.len(), 2);
-        assert_eq!((entries[0].line, entries[0].profile, entries[0].seed), (3, Profile::Swarm, 42));
+        assert_eq!((entries[0].line, entries[0].record.to_string()), (3, "swarm 42".into()));
         assert_eq!(entries[0].note, "lost write");
         assert_eq!(
-            (entries[1].line, entries[1].profile, entries[1].note.as_str()),
-            (4, Profile::Partitions, "")
+            (entries[1].line, entries[1].record.profile, entries[1].note.as_str()),
+            (4, crate::Profile::Partitions, "")
         );
+        let entries = parse_corpus("swarm 9 quiet=0 liveness=majority # a minority").unwrap();
+        assert_eq!(entries[0].record.quiet_seconds, 0);
     }
 
     #[test]
     fn malformed_lines_name_their_number_and_the_format() {
         let error = parse_corpus("swarm 1\nswarm x\n").unwrap_err();
         assert_eq!(error.line, 2);
-        assert!(error.to_string().contains("line 2: invalid seed \"x\""), "{error}");
-        assert!(error.to_string().contains("expected `PROFILE SEED [# note]`"), "{error}");
+        assert!(error.to_string().contains("line 2: run record word 2: seed \"x\""), "{error}");
+        assert!(error.to_string().contains("expected `PROFILE SEED [KNOB=VALUE ...]"), "{error}");
         let error = parse_corpus("chaos 1").unwrap_err();
         assert!(error.to_string().contains("unknown profile \"chaos\""), "{error}");
         let error = parse_corpus("swarm 1 2").unwrap_err();
-        assert!(error.to_string().contains("3 word(s)"), "{error}");
+        assert!(error.to_string().contains("\"2\" is not a knob"), "{error}");
     }
 }

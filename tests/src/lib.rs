@@ -23,6 +23,7 @@
 //!   that holds the counters to the wire.
 //! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
 //!   may switch off.
+//! - `record.rs`: [`RunRecord`], everything that shapes a run in one line of words.
 //! - `corpus.rs`: `seeds.txt`, the regression corpus.
 //! - `plan_file.rs`: a run written down, for `replay --plan`.
 //! - `shrink.rs`: delta debugging of a failing run's plan and workload.
@@ -46,6 +47,7 @@ mod nemesis;
 mod observer;
 mod plan_file;
 mod quiet;
+mod record;
 mod run;
 mod shrink;
 mod sync_book;
@@ -71,6 +73,7 @@ pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
 pub use crate::observer::{REPLICATION_BOUND, SAMPLE_INTERVAL};
 pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
 pub use crate::quiet::{QuietWindows, SETTLE, Window};
+pub use crate::record::{CLIENTS_MAX, PHASE_SECONDS_MAX, RecordError, RunRecord};
 pub use crate::run::{Liveness, RunConfig, RunReport, Verdict, run};
 pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
 pub use crate::workload::{VALUE_PAD_MAX, WORKLOAD_KEYS_MAX, WorkloadConfig};

@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod sweep_cli;
 
 fn main() -> std::process::ExitCode {
     cli::main()

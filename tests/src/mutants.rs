@@ -18,8 +18,8 @@ pub struct MutantReport {
     pub seeds_run: u64,
     /// The failing run's verdict.
     pub verdict: Option<Verdict>,
-    /// Episodes in the shrunk plan, when shrinking was asked for.
-    pub shrunk_episodes: Option<usize>,
+    /// The shrunk run (its plan explicit), when shrinking was asked for and worked.
+    pub shrunk: Option<RunConfig>,
 }
 
 impl MutantReport {
@@ -30,6 +30,7 @@ impl MutantReport {
                 .first()
                 .map_or_else(|| "?".to_string(), |violation| violation.check.name().to_string()),
             Some(Verdict::Crash(_)) => "assertion (crash)".to_string(),
+            Some(Verdict::Invalid(_)) => "invalid run".to_string(),
             Some(Verdict::Pass) | None => "-".to_string(),
         }
     }
@@ -45,7 +46,7 @@ pub fn mutant_profile(seed: u64) -> Profile {
 /// `shrink_failure`.
 pub fn sweep_mutant(mutant: Mutant, seed_count: u64, shrink_failure: bool) -> MutantReport {
     let mut report =
-        MutantReport { mutant, caught: None, seeds_run: 0, verdict: None, shrunk_episodes: None };
+        MutantReport { mutant, caught: None, seeds_run: 0, verdict: None, shrunk: None };
     for seed in 0..seed_count {
         let config =
             RunConfig { mutant: Some(mutant), ..RunConfig::new(seed, mutant_profile(seed)) };
@@ -57,10 +58,7 @@ pub fn sweep_mutant(mutant: Mutant, seed_count: u64, shrink_failure: bool) -> Mu
         report.caught = Some((seed, config.profile));
         report.verdict = Some(result.verdict);
         if shrink_failure {
-            report.shrunk_episodes = shrink(&config)
-                .ok()
-                .and_then(|shrunk| shrunk.minimal.plan)
-                .map(|plan| plan.episodes.len());
+            report.shrunk = shrink(&config).ok().map(|shrunk| shrunk.minimal);
         }
         break;
     }

@@ -8,6 +8,7 @@
 //! clients 2
 //! fault-seconds 10
 //! quiet-seconds 40
+//! mutant read-quorum-short
 //! episode 475 3283 duplicate 8/100
 //! episode 4183 11268 pause n2
 //! episode 1000 2000 partition n1,n2 | n3,n4,n5
@@ -89,6 +90,12 @@ pub fn write_plan_file(config: &RunConfig, plan: &FaultPlan, comment: &str) -> S
     let _ = writeln!(text, "clients {}", config.workload.clients);
     let _ = writeln!(text, "fault-seconds {}", config.fault_phase.as_secs());
     let _ = writeln!(text, "quiet-seconds {}", config.quiet.as_secs());
+    if config.liveness != crate::run::Liveness::All {
+        let _ = writeln!(text, "liveness {}", config.liveness);
+    }
+    if let Some(mutant) = config.mutant {
+        let _ = writeln!(text, "mutant {mutant}");
+    }
     for episode in &plan.episodes {
         let _ = writeln!(
             text,
@@ -138,18 +145,32 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
                     .map_err(|e: crate::faults::ParseProfileError| error(e.to_string()))?
             }
             "clients" => {
-                clients =
-                    Some(usize::try_from(number("client count")?).unwrap_or(usize::MAX).max(1))
+                let count = number("client count")?;
+                let max = crate::record::CLIENTS_MAX;
+                if !(1..=max as u64).contains(&count) {
+                    return Err(error(format!(
+                        "clients {count} is out of range: expected 1 to {max}"
+                    )));
+                }
+                clients = usize::try_from(count).ok();
             }
             "fault-seconds" => {
-                config.fault_phase = Duration::from_secs(number("fault-seconds")?.max(1))
+                let seconds =
+                    phase_seconds("fault-seconds", number("fault-seconds")?, 1).map_err(error)?;
+                config.fault_phase = Duration::from_secs(seconds);
             }
-            "quiet-seconds" => config.quiet = Duration::from_secs(number("quiet-seconds")?),
+            "quiet-seconds" => {
+                let seconds =
+                    phase_seconds("quiet-seconds", number("quiet-seconds")?, 0).map_err(error)?;
+                config.quiet = Duration::from_secs(seconds);
+            }
+            "liveness" => config.liveness = rest.parse().map_err(error)?,
+            "mutant" => config.mutant = Some(rest.parse().map_err(error)?),
             "episode" => plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?),
             "latency-tail" => plan.latency_tail = Some(parse_tail(rest).map_err(error)?),
             other => {
                 return Err(error(format!(
-                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds, episode or latency-tail"
+                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds, liveness, mutant, episode or latency-tail"
                 )));
             }
         }
@@ -166,6 +187,15 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
     check_plan(&plan, &config).map_err(|problem| PlanFileError { line: 0, problem })?;
     config.plan = Some(plan);
     Ok(config)
+}
+
+/// `seconds` if within `min..=PHASE_SECONDS_MAX`.
+fn phase_seconds(what: &str, seconds: u64, min: u64) -> Result<u64, String> {
+    let max = crate::record::PHASE_SECONDS_MAX;
+    if !(min..=max).contains(&seconds) {
+        return Err(format!("{what} {seconds} is out of range: expected {min} to {max}"));
+    }
+    Ok(seconds)
 }
 
 /// The largest clock offset a plan may set: a day, either way.

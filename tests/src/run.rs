@@ -55,6 +55,15 @@ impl std::str::FromStr for Liveness {
     }
 }
 
+impl std::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Liveness::All => "all",
+            Liveness::Majority => "majority",
+        })
+    }
+}
+
 /// Virtual time any run may reach: a bound that only a hung run meets.
 const RUN_TIME_LIMIT: Duration = Duration::from_secs(3_600);
 
@@ -151,6 +160,9 @@ pub enum Verdict {
     Liveness(Vec<Violation>),
     /// The simulation itself failed: a panic (a cache assertion), a deadlock or a limit.
     Crash(String),
+    /// The harness could not run it: the configuration is invalid (the system under
+    /// test is not at fault).
+    Invalid(String),
 }
 
 impl Verdict {
@@ -166,6 +178,7 @@ impl Verdict {
             Verdict::Safety(_) => "safety",
             Verdict::Liveness(_) => "liveness",
             Verdict::Crash(_) => "crash",
+            Verdict::Invalid(_) => "invalid",
         }
     }
 }
@@ -194,6 +207,7 @@ impl fmt::Display for Verdict {
                 Ok(())
             }
             Verdict::Crash(error) => write!(f, "crash: {error}"),
+            Verdict::Invalid(problem) => write!(f, "invalid run, not run: {problem}"),
         }
     }
 }
@@ -241,22 +255,51 @@ pub struct RunReport {
     pub phases: (Duration, Duration),
 }
 
-/// Runs one seed. An invalid configuration ends as a [`Verdict::Crash`] naming the
-/// problem (see [`RunConfig::validate`]).
+/// Runs one seed. An invalid configuration ends as [`Verdict::Invalid`] naming the
+/// problem (see [`RunConfig::validate`]), without running; a panic anywhere in the run
+/// (a task's, or a destructor's during a kill, a restart or the end) as
+/// [`Verdict::Crash`] with the panic's message: a run never unwinds into its caller.
 pub fn run(config: &RunConfig) -> RunReport {
     if let Err(problem) = config.validate() {
-        let mut invalid = RunConfig {
-            nodes: 5,
-            replication: 3,
-            fault_phase: Duration::from_secs(1),
-            ..config.clone()
-        };
-        invalid.workload = WorkloadConfig::default();
-        invalid.plan = Some(FaultPlan::default());
-        let mut report = run(&invalid);
-        report.verdict = Verdict::Crash(format!("invalid run configuration: {problem}"));
-        return report;
+        return report_without_run(config, Verdict::Invalid(problem));
     }
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_valid(config)));
+    ran.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_string());
+        report_without_run(config, Verdict::Crash(format!("panic outside a task: {message}")))
+    })
+}
+
+/// The report of a run that did not run to its end, with what its seed draws.
+fn report_without_run(config: &RunConfig, verdict: Verdict) -> RunReport {
+    let sim = Sim::builder().seed(config.seed).build();
+    RunReport {
+        seed: config.seed,
+        profile: config.profile,
+        plan: config.plan.clone().unwrap_or_default(),
+        consistency: draw_consistency(&sim),
+        verdict,
+        operations: 0,
+        availability: Availability::default(),
+        knobs: Knobs::draw(&mut sim.fork_rng("options")),
+        buggify: buggify_drawn(config),
+        events: 0,
+        virtual_time: Duration::ZERO,
+        fingerprint: 0,
+        history_digest: 0,
+        trace: None,
+        history: None,
+        event_log: Vec::new(),
+        liveness: config.liveness,
+        phases: (config.fault_phase, config.quiet),
+    }
+}
+
+fn run_valid(config: &RunConfig) -> RunReport {
     let trace = if config.trace { sim::Trace::FromEnv } else { sim::Trace::Off };
     let buggify = buggify_drawn(config);
     let builder = Sim::builder().seed(config.seed).time_limit(RUN_TIME_LIMIT).trace(trace);

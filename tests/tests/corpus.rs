@@ -1,6 +1,6 @@
 //! Replays every line of `seeds.txt`: each seed that once found a bug must pass now.
 
-use cachesim::{RunConfig, parse_corpus, run};
+use cachesim::{parse_corpus, run};
 
 #[test]
 fn every_corpus_seed_passes() {
@@ -10,11 +10,11 @@ fn every_corpus_seed_passes() {
     let entries = parse_corpus(&text).unwrap_or_else(|error| panic!("{error}"));
     let mut failures = Vec::new();
     for entry in &entries {
-        let report = run(&RunConfig::new(entry.seed, entry.profile));
+        let report = run(&entry.record.config());
         if !report.verdict.is_pass() {
             failures.push(format!(
-                "seeds.txt line {} ({} {}, {}): {}\n  replay: cargo run --release -- replay --seed {} --profile {} --trace",
-                entry.line, entry.profile, entry.seed, entry.note, report.verdict, entry.seed, entry.profile
+                "seeds.txt line {} ({}, {}): {}\n  replay: cargo run --release -- replay {} --trace",
+                entry.line, entry.record, entry.note, report.verdict, entry.record
             ));
         }
     }
