@@ -92,6 +92,9 @@ impl Seeds {
         let count = var_u64(&lookup, SEEDS_ENV)?;
         let start = seed.unwrap_or(0);
         let count = count.unwrap_or(if seed.is_some() { 1 } else { default_count });
+        if count == 0 {
+            return Err(format!("{SEEDS_ENV}=0 runs no seed: expected at least 1"));
+        }
         let end = start.checked_add(count).ok_or_else(|| {
             format!("{SEED_ENV}={start} plus {SEEDS_ENV}={count} passes the largest seed")
         })?;
@@ -100,11 +103,13 @@ impl Seeds {
             Some(jobs) => usize::try_from(jobs).unwrap_or(JOBS_MAX).min(JOBS_MAX),
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
-        let check_determinism = match var_u64(&lookup, CHECK_DETERMINISM_ENV)? {
-            None | Some(0) => false,
-            Some(1) => true,
+        let check_determinism = match lookup(CHECK_DETERMINISM_ENV).as_deref().map(str::trim) {
+            None | Some("0") => false,
+            Some("1") => true,
             Some(other) => {
-                return Err(format!("invalid {CHECK_DETERMINISM_ENV}={other}: expected 0 or 1"));
+                return Err(format!(
+                    "invalid {CHECK_DETERMINISM_ENV}={other:?}: expected 0 (off) or 1 (on)"
+                ));
             }
         };
         Ok(Seeds { seeds: start..end, jobs, check_determinism, builder: Builder::new() })

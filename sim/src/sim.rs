@@ -436,6 +436,15 @@ impl Sim {
         Entered::new(&self.handle.shared)
     }
 
+    /// Runs `f` as the simulation's driver would, between steps: with its virtual
+    /// clock and its trace current, on no node's task. For a harness's own trace lines
+    /// (a fault it applies, a phase it starts), which then carry virtual time like the
+    /// nodes' own. `f` must not run the simulation.
+    pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        f()
+    }
+
     /// Runs the simulation until `future`, spawned as a task on the main node,
     /// completes; other tasks run too, interleaved by the scheduler.
     ///

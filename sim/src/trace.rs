@@ -94,7 +94,8 @@ impl Write for BufferWriter {
 }
 
 /// The sink for `trace`, or `None` when tracing is off. An invalid filter is reported
-/// on stderr and tracing stays off: a typo in `SIM_LOG` must not fail a test run.
+/// on stderr and replaced by `info`: a typo in `SIM_LOG` must neither fail a test run
+/// nor silently lose its trace.
 pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
     let (filter, source) = match trace {
         Trace::Off => return None,
@@ -112,10 +113,10 @@ pub(crate) fn sink(trace: &Trace, capture: bool) -> Option<TraceSink> {
         Ok(filter) => filter,
         Err(error) => {
             eprintln!(
-                "sim: ignoring {source} {filter:?}: {error}; expected RUST_LOG syntax, \
-                 for example info or sim=debug"
+                "sim: ignoring {source} {filter:?}: {error}; tracing at info instead \
+                 (expected RUST_LOG syntax, for example info or sim=debug)"
             );
-            return None;
+            EnvFilter::new("info")
         }
     };
     let buffer = capture.then(|| Arc::new(Mutex::new(Vec::new())));

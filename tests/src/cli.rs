@@ -133,7 +133,7 @@ fn record_words(words: &[String]) -> Result<RunRecord, String> {
 struct ReplayArgs {
     /// The run record: `PROFILE SEED [KNOB=VALUE ...]`, for example `swarm 17 quiet=0
     /// fp=0x3b1f29c07d5e8a41` (a `# note` after it is ignored).
-    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile", "plan"], allow_hyphen_values = true)]
+    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile", "plan"])]
     record: Vec<String>,
     /// The seed to run (or give the record).
     #[arg(long, value_parser = whole_number, allow_hyphen_values = true, conflicts_with = "plan")]
@@ -158,7 +158,7 @@ struct ReplayArgs {
 #[derive(Debug, Args)]
 struct ShrinkArgs {
     /// The failing run's record: `PROFILE SEED [KNOB=VALUE ...]`.
-    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile"], allow_hyphen_values = true)]
+    #[arg(num_args = 0.., conflicts_with_all = ["seed", "profile"])]
     record: Vec<String>,
     /// The failing seed (or give the record).
     #[arg(long, value_parser = whole_number, allow_hyphen_values = true)]
@@ -176,7 +176,7 @@ struct ShrinkArgs {
 #[derive(Debug, Args)]
 struct CheckArgs {
     /// One run record to check, instead of --seeds: `PROFILE SEED [KNOB=VALUE ...]`.
-    #[arg(num_args = 0.., conflicts_with_all = ["seeds", "profile"], allow_hyphen_values = true)]
+    #[arg(num_args = 0.., conflicts_with_all = ["seeds", "profile"])]
     record: Vec<String>,
     /// Seeds to check, as a half-open range A..B [default: 0..20].
     #[arg(long, value_parser = crate::sweep_cli::parse_range)]

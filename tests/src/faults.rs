@@ -271,24 +271,32 @@ impl fmt::Display for Fault {
     }
 }
 
+/// In plan-file syntax (see `plan_file.rs`), each episode with its span in seconds as
+/// a comment: a printed plan pastes into a plan file as it is.
 impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(tail) = &self.latency_tail {
-            writeln!(f, "  latency tail (whole run): {tail}")?;
+            let (min, max) = (tail.latency_ms_min, tail.latency_ms_max);
+            writeln!(f, "latency-tail {} {min} {max}", tail.ratio)?;
         }
         if self.episodes.is_empty() {
-            return writeln!(f, "  (no faults)");
+            return writeln!(f, "# no faults");
         }
         for episode in &self.episodes {
             let (start, end) = (episode.start_ms, episode.end_ms());
+            let line = format!(
+                "episode {} {} {}",
+                episode.start_ms,
+                episode.duration_ms,
+                crate::plan_file::fault_text(&episode.fault)
+            );
             writeln!(
                 f,
-                "  {:>4}.{:03}s .. {:>4}.{:03}s  {}",
+                "{line:<44} # {}.{:03}s .. {}.{:03}s",
                 start / 1000,
                 start % 1000,
                 end / 1000,
-                end % 1000,
-                episode.fault
+                end % 1000
             )?;
         }
         Ok(())

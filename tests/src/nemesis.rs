@@ -82,6 +82,13 @@ impl Nemesis {
         history: &mut History,
         step: &Step,
     ) -> Result<(), String> {
+        sim.in_context(|| match &step.action {
+            Action::Tail(tail) => {
+                tracing::info!(target: "cachesim::nemesis", %tail, "latency tail")
+            }
+            Action::Apply(fault) => tracing::info!(target: "cachesim::nemesis", %fault, "apply"),
+            Action::Undo(fault) => tracing::info!(target: "cachesim::nemesis", %fault, "undo"),
+        });
         match &step.action {
             Action::Tail(tail) => {
                 self.base = tail.link();
@@ -142,6 +149,7 @@ impl Nemesis {
     /// Heals everything: network, paused and killed nodes, clocks. The latency tail
     /// stays: it lasts the whole run.
     pub(crate) fn heal_all(&mut self, sim: &Sim, cluster: &DistCluster) -> Result<(), String> {
+        sim.in_context(|| tracing::info!(target: "cachesim::nemesis", "heal everything"));
         sim.heal();
         self.link = self.base;
         sim.set_link_config_default(self.link).map_err(|e| e.to_string())?;

@@ -56,7 +56,8 @@ fn node_text(node: usize) -> String {
     format!("n{}", node + 1)
 }
 
-fn fault_text(fault: &Fault) -> String {
+/// A fault in plan-file syntax (`partition n1,n2 | n3`, `crash n2`, …).
+pub(crate) fn fault_text(fault: &Fault) -> String {
     let list =
         |nodes: &[usize]| nodes.iter().map(|node| node_text(*node)).collect::<Vec<_>>().join(",");
     match fault {
@@ -122,6 +123,7 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
     let mut plan = FaultPlan::default();
     let mut seed_seen = false;
     let mut clients = None;
+    let mut episode_lines = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let content = raw.split('#').next().unwrap_or("").trim();
@@ -166,7 +168,10 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
             }
             "liveness" => config.liveness = rest.parse().map_err(error)?,
             "mutant" => config.mutant = Some(rest.parse().map_err(error)?),
-            "episode" => plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?),
+            "episode" => {
+                plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?);
+                episode_lines.push(line);
+            }
             "latency-tail" => plan.latency_tail = Some(parse_tail(rest).map_err(error)?),
             other => {
                 return Err(error(format!(
@@ -183,8 +188,15 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
     }
     config.workload = WorkloadConfig::for_profile(config.profile);
     config.workload.clients = clients.unwrap_or(config.workload.clients);
-    plan.episodes.sort_by_key(|episode| episode.start_ms);
-    check_plan(&plan, &config).map_err(|problem| PlanFileError { line: 0, problem })?;
+    // Checked in time order, each problem named by its episode's line.
+    let mut numbered: Vec<(Episode, usize)> = plan.episodes.drain(..).zip(episode_lines).collect();
+    numbered.sort_by_key(|(episode, _)| episode.start_ms);
+    let lines: Vec<usize> = numbered.iter().map(|(_, line)| *line).collect();
+    plan.episodes = numbered.into_iter().map(|(episode, _)| episode).collect();
+    check_plan(&plan, &config).map_err(|(index, problem)| PlanFileError {
+        line: index.map_or(0, |index| lines[index]),
+        problem,
+    })?;
     config.plan = Some(plan);
     Ok(config)
 }
@@ -202,40 +214,38 @@ fn phase_seconds(what: &str, seconds: u64, min: u64) -> Result<u64, String> {
 const CLOCK_OFFSET_MS_MAX: i64 = 86_400_000;
 /// The largest latency a plan may set: a minute.
 const LATENCY_MS_MAX: u64 = 60_000;
+/// The smallest: a link's own least latency ([`sim::net::LATENCY_MIN_DEFAULT`]).
+const LATENCY_MS_MIN: u64 = 1;
+/// The largest clock drift a plan may set, in parts per million, either way (the
+/// simulator's limit: 10 %).
+const DRIFT_PPM_MAX: i32 = 100_000;
+
+/// A partition's sides: each non-empty, no node on both.
+fn check_sides(side_a: &[usize], side_b: &[usize]) -> Result<(), String> {
+    if side_a.is_empty() || side_b.is_empty() {
+        return Err("a partition needs a node on each side: `partition n1,n2 | n3,n4,n5`".into());
+    }
+    if let Some(both) = side_a.iter().find(|node| side_b.contains(node)) {
+        return Err(format!(
+            "n{} is on both sides of a partition: each node goes on one side, as in `partition n1,n2 | n3,n4,n5`",
+            both + 1
+        ));
+    }
+    Ok(())
+}
 
 /// Episodes end within the fault phase, values stay in range, and episodes of a
 /// global kind (link loss, duplication, latency, partitions) do not overlap: undoing
 /// one would undo the other.
-fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), String> {
+fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), (Option<usize>, String)> {
     let phase_ms = u64::try_from(config.fault_phase.as_millis()).unwrap_or(u64::MAX);
-    for episode in &plan.episodes {
-        let end = episode.start_ms.checked_add(episode.duration_ms);
-        if end.is_none_or(|end| end > phase_ms) {
-            return Err(format!(
-                "episode at {} ms ({}) ends after the fault phase of {phase_ms} ms",
-                episode.start_ms,
-                fault_text(&episode.fault)
-            ));
-        }
-        match &episode.fault {
-            Fault::ClockSkew { offset_ms, .. } if offset_ms.abs() > CLOCK_OFFSET_MS_MAX => {
-                return Err(format!(
-                    "clock offset {offset_ms} ms is out of range: at most {CLOCK_OFFSET_MS_MAX} either way"
-                ));
-            }
-            Fault::LatencySpike { latency_ms_max } if *latency_ms_max > LATENCY_MS_MAX => {
-                return Err(format!(
-                    "latency {latency_ms_max} ms is out of range: at most {LATENCY_MS_MAX}"
-                ));
-            }
-            _ => {}
-        }
+    for (index, episode) in plan.episodes.iter().enumerate() {
+        check_episode(episode, phase_ms).map_err(|problem| (Some(index), problem))?;
     }
     if plan.join_count() > JOINS_PER_RUN_MAX {
-        return Err(format!(
-            "{} join episodes: at most {JOINS_PER_RUN_MAX} per run",
-            plan.join_count()
-        ));
+        let problem =
+            format!("{} join episodes: at most {JOINS_PER_RUN_MAX} per run", plan.join_count());
+        return Err((None, problem));
     }
     let kind = |fault: &Fault| match fault {
         Fault::Partition { .. } | Fault::PartitionOneway { .. } => Some("partition"),
@@ -246,17 +256,54 @@ fn check_plan(plan: &FaultPlan, config: &RunConfig) -> Result<(), String> {
     };
     for (index, episode) in plan.episodes.iter().enumerate() {
         let Some(this) = kind(&episode.fault) else { continue };
-        let overlapping = plan.episodes[index + 1..]
-            .iter()
-            .find(|later| kind(&later.fault) == Some(this) && later.start_ms < episode.end_ms());
-        if let Some(later) = overlapping {
-            return Err(format!(
+        let overlapping = plan.episodes[index + 1..].iter().position(|later| {
+            kind(&later.fault) == Some(this) && later.start_ms < episode.end_ms()
+        });
+        if let Some(offset) = overlapping {
+            let later = &plan.episodes[index + 1 + offset];
+            let problem = format!(
                 "{this} episodes at {} ms and {} ms overlap: episodes of one network kind must follow each other",
                 episode.start_ms, later.start_ms
-            ));
+            );
+            return Err((Some(index + 1 + offset), problem));
         }
     }
     Ok(())
+}
+
+/// One episode: it ends within the fault phase, and its values are in range.
+fn check_episode(episode: &Episode, phase_ms: u64) -> Result<(), String> {
+    let end = episode.start_ms.checked_add(episode.duration_ms);
+    if end.is_none_or(|end| end > phase_ms) {
+        return Err(format!(
+            "episode at {} ms ({}) ends after the fault phase of {phase_ms} ms",
+            episode.start_ms,
+            fault_text(&episode.fault)
+        ));
+    }
+    match &episode.fault {
+        Fault::ClockSkew { offset_ms, .. } if offset_ms.abs() > CLOCK_OFFSET_MS_MAX => {
+            Err(format!(
+                "clock offset {offset_ms} ms is out of range: at most {CLOCK_OFFSET_MS_MAX} either way"
+            ))
+        }
+        Fault::ClockSkew { drift_ppm, .. } if drift_ppm.abs() > DRIFT_PPM_MAX => Err(format!(
+            "clock drift {drift_ppm} ppm is out of range: at most {DRIFT_PPM_MAX} either way"
+        )),
+        Fault::LatencySpike { latency_ms_max }
+            if !(LATENCY_MS_MIN..=LATENCY_MS_MAX).contains(latency_ms_max) =>
+        {
+            Err(format!(
+                "latency {latency_ms_max} ms is out of range: expected {LATENCY_MS_MIN} to {LATENCY_MS_MAX} (the slowest message of the spike; links take at least {LATENCY_MS_MIN} ms)"
+            ))
+        }
+        Fault::Partition { side_a, side_b } => check_sides(side_a, side_b),
+        Fault::PartitionOneway { from, to } if from == to => Err(format!(
+            "one-way partition from n{} to itself: expected two different nodes",
+            from + 1
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn parse_tail(text: &str) -> Result<LinkTail, String> {
@@ -385,6 +432,20 @@ mod tests {
     }
 
     #[test]
+    fn a_printed_plan_is_a_plan_file() {
+        for profile in [Profile::Swarm, Profile::Membership, Profile::Partitions] {
+            for seed in 0..20 {
+                let config = RunConfig::new(seed, profile);
+                let mut rng = sim::rand::SimRng::forked(seed, "faults");
+                let plan = FaultPlan::draw(profile, &mut rng, config.nodes, 20_000);
+                let text = format!("seed {seed}\nprofile {profile}\n{plan}");
+                let parsed = parse_plan_file(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                assert_eq!(parsed.plan.as_ref(), Some(&plan), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn malformed_files_name_the_line_and_the_format() {
         let error = parse_plan_file("seed 1\nepisode 10 20 crash n9\n").unwrap_err();
         assert_eq!(error.line, 2);
@@ -401,6 +462,29 @@ mod tests {
         let error =
             parse_plan_file("seed 1\nepisode 100 100 clock n1 99999999999 0\n").unwrap_err();
         assert!(error.problem.contains("out of range"), "{error}");
+        let checks = [
+            ("episode 100 100 partition n1,n2 | n2,n3", "n2 is on both sides"),
+            ("episode 100 100 clock n1 0 99999999", "drift 99999999 ppm is out of range"),
+            ("episode 100 100 latency 0", "latency 0 ms is out of range"),
+            ("episode 100 100 partition-oneway n2 n2", "to itself"),
+        ];
+        for (episode, problem) in checks {
+            let error = parse_plan_file(&format!("seed 1\n\n{episode}\n")).unwrap_err();
+            assert_eq!(error.line, 3, "{error}");
+            assert!(error.problem.contains(problem), "{episode}: {error}");
+        }
+        for (directive, problem) in [
+            ("clients 0", "expected 1 to 64"),
+            ("clients 100000", "expected 1 to 64"),
+            ("fault-seconds 0", "expected 1 to 600"),
+            ("quiet-seconds 86400", "expected 0 to 600"),
+            ("mutant nope", "unknown mutant"),
+            ("liveness most", "expected all or majority"),
+        ] {
+            let error = parse_plan_file(&format!("seed 1\n{directive}\n")).unwrap_err();
+            assert_eq!(error.line, 2, "{error}");
+            assert!(error.problem.contains(problem), "{directive}: {error}");
+        }
         let error = parse_plan_file("seed x\n").unwrap_err();
         assert!(error.to_string().contains("line 1: invalid seed \"x\""), "{error}");
     }

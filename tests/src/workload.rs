@@ -410,6 +410,7 @@ async fn send(
         invoke_ns,
     );
     let timeout = request_timeout(&shared.config);
+    tracing::info!(target: "cachesim::client", "{}", shared.history.borrow().ops[index]);
     let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
     let avoid = should_avoid(&answer);
     let quorum_failed = matches!(
@@ -424,7 +425,10 @@ async fn send(
         _ => Vec::new(),
     };
     let complete_ns = sim::time::Instant::now().as_nanos();
-    shared.history.borrow_mut().complete(index, complete_ns, outcome, holders);
+    let mut history = shared.history.borrow_mut();
+    history.complete(index, complete_ns, outcome, holders);
+    tracing::info!(target: "cachesim::client", "{}", history.ops[index]);
+    drop(history);
     if let Some((version, holders)) =
         set_value.and_then(|v| applied_anyway(&shared.cluster, &key, &v))
     {
@@ -446,6 +450,7 @@ async fn send_bad(
     let BadRequest { what, request, expected } =
         crate::bad_input::draw(shared.config.oversized_values);
     let timeout = request_timeout(&shared.config);
+    tracing::info!(target: "cachesim::client", client = client.index, node = %target, what, "bad input");
     let answer = rpc.call(addr, PeerRequest::Client(request), timeout).await;
     if let Some(answer) = crate::bad_input::judge(expected, &answer) {
         let at_ns = sim::time::Instant::now().as_nanos();

@@ -35,7 +35,9 @@ fn malformed_environment_is_a_clear_error() {
     let error = Seeds::from_lookup(8, lookup(&[("SIM_JOBS", "0")])).unwrap_err();
     assert!(error.contains("SIM_JOBS=0"), "{error}");
     let error = Seeds::from_lookup(8, lookup(&[("SIM_CHECK_DETERMINISM", "yes")])).unwrap_err();
-    assert!(error.contains("SIM_CHECK_DETERMINISM"), "{error}");
+    assert!(error.contains("SIM_CHECK_DETERMINISM=\"yes\": expected 0 (off) or 1 (on)"), "{error}");
+    let error = Seeds::from_lookup(8, lookup(&[("SIM_SEEDS", "0")])).unwrap_err();
+    assert!(error.contains("SIM_SEEDS=0 runs no seed"), "{error}");
     let error =
         Seeds::from_lookup(8, lookup(&[("SIM_SEED", &u64::MAX.to_string()), ("SIM_SEEDS", "2")]))
             .unwrap_err();

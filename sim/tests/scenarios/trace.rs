@@ -23,6 +23,20 @@ fn trace_lines_carry_virtual_time_and_node() {
 }
 
 #[test]
+fn a_malformed_filter_falls_back_to_info() {
+    let trace = Trace::Filter("sim=[[nonsense".into());
+    let mut sim = Sim::builder().seed(1).trace(trace).capture_trace(true).build();
+    let node = sim.node("n1").build();
+    let _ = sim.spawn_on(node, "hb", async {
+        tracing::info!("still traced");
+        tracing::debug!("filtered out");
+    });
+    sim.run_for(Duration::from_millis(1)).unwrap();
+    let trace = sim.take_trace().unwrap();
+    assert_eq!(trace.lines().collect::<Vec<_>>(), ["[   0.000000s n1]  INFO still traced"]);
+}
+
+#[test]
 fn trace_can_go_to_a_file() {
     let path = std::env::temp_dir().join(format!("sim-trace-test-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
