@@ -141,43 +141,13 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
                 config.seed = number("seed")?;
                 seed_seen = true;
             }
-            "profile" => {
-                config.profile = rest
-                    .parse()
-                    .map_err(|e: crate::faults::ParseProfileError| error(e.to_string()))?
-            }
-            "clients" => {
-                let count = number("client count")?;
-                let max = crate::record::CLIENTS_MAX;
-                if !(1..=max as u64).contains(&count) {
-                    return Err(error(format!(
-                        "clients {count} is out of range: expected 1 to {max}"
-                    )));
-                }
-                clients = usize::try_from(count).ok();
-            }
-            "fault-seconds" => {
-                let seconds =
-                    phase_seconds("fault-seconds", number("fault-seconds")?, 1).map_err(error)?;
-                config.fault_phase = Duration::from_secs(seconds);
-            }
-            "quiet-seconds" => {
-                let seconds =
-                    phase_seconds("quiet-seconds", number("quiet-seconds")?, 0).map_err(error)?;
-                config.quiet = Duration::from_secs(seconds);
-            }
-            "liveness" => config.liveness = rest.parse().map_err(error)?,
-            "mutant" => config.mutant = Some(rest.parse().map_err(error)?),
+            "clients" => clients = Some(parse_clients(number("client count")?).map_err(error)?),
             "episode" => {
                 plan.episodes.push(parse_episode(rest, config.nodes).map_err(error)?);
                 episode_lines.push(line);
             }
             "latency-tail" => plan.latency_tail = Some(parse_tail(rest).map_err(error)?),
-            other => {
-                return Err(error(format!(
-                    "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds, liveness, mutant, episode or latency-tail"
-                )));
-            }
+            other => set_directive(&mut config, other, rest).map_err(error)?,
         }
     }
     if !seed_seen {
@@ -199,6 +169,44 @@ pub fn parse_plan_file(text: &str) -> Result<RunConfig, PlanFileError> {
     })?;
     config.plan = Some(plan);
     Ok(config)
+}
+
+/// A client count within `1..=CLIENTS_MAX`.
+fn parse_clients(count: u64) -> Result<usize, String> {
+    let max = crate::record::CLIENTS_MAX;
+    usize::try_from(count)
+        .ok()
+        .filter(|count| (1..=max).contains(count))
+        .ok_or_else(|| format!("clients {count} is out of range: expected 1 to {max}"))
+}
+
+/// The directives that set one knob of `config`: profile, phases, liveness, mutant.
+fn set_directive(config: &mut RunConfig, word: &str, rest: &str) -> Result<(), String> {
+    let number = |what: &str| {
+        rest.parse::<u64>().map_err(|_| format!("invalid {what} {rest:?}: expected a whole number"))
+    };
+    match word {
+        "profile" => {
+            config.profile =
+                rest.parse().map_err(|e: crate::faults::ParseProfileError| e.to_string())?;
+        }
+        "fault-seconds" => {
+            let seconds = phase_seconds("fault-seconds", number("fault-seconds")?, 1)?;
+            config.fault_phase = Duration::from_secs(seconds);
+        }
+        "quiet-seconds" => {
+            let seconds = phase_seconds("quiet-seconds", number("quiet-seconds")?, 0)?;
+            config.quiet = Duration::from_secs(seconds);
+        }
+        "liveness" => config.liveness = rest.parse()?,
+        "mutant" => config.mutant = Some(rest.parse()?),
+        other => {
+            return Err(format!(
+                "unknown directive {other:?}: expected seed, profile, clients, fault-seconds, quiet-seconds, liveness, mutant, episode or latency-tail"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `seconds` if within `min..=PHASE_SECONDS_MAX`.
