@@ -50,6 +50,11 @@ enum Command {
     /// size; each shrunk plan is written to --plans. Exits with status 1 if a mutant
     /// survives.
     Mutants(MutantsArgs),
+    /// Combine the `--json` outputs of the shards of one sweep (`sweep --shard K/N
+    /// --json`) into one summary and one failure list, after checking that the shards
+    /// cover the sweep's seeds exactly once. Exits with status 1 if any seed failed, 2
+    /// if the outputs do not make one sweep.
+    Merge(crate::merge_cli::MergeArgs),
 }
 
 /// The knobs that shape a run besides its profile and seed (see `RunRecord`).
@@ -213,6 +218,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Shrink(args) => shrink(&args),
         Command::CheckDeterminism(args) => check_determinism(&args),
         Command::Mutants(args) => mutants(&args),
+        Command::Merge(args) => crate::merge_cli::merge(&args),
     }
 }
 
@@ -224,6 +230,11 @@ pub(crate) fn input_error(message: impl std::fmt::Display) -> ExitCode {
 
 /// The command that replays `record`.
 pub(crate) fn replay_command(record: &RunRecord) -> String {
+    replay_command_text(&record.to_string())
+}
+
+/// The command that replays the record written as `record`.
+pub(crate) fn replay_command_text(record: &str) -> String {
     format!("cargo run --release -- replay {record} --trace")
 }
 

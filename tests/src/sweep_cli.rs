@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cachesim::{Profile, RunRecord, RunReport, run};
+
+use crate::sweep_output::{Failure, Summary};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -49,6 +51,13 @@ pub(crate) struct SweepArgs {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     quiet: bool,
+    /// Print JSON lines on stdout instead of the table: a `failure` object per failing
+    /// run, then a `summary` (what `cachesim merge` combines).
+    #[arg(long)]
+    json: bool,
+    /// Also write a JUnit XML report here: a test case per seed.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 pub(crate) fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -80,6 +89,8 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 
 /// What a sweep runs: its seeds, the record every seed runs under, and its threads.
 struct Plan {
+    /// The range, before sharding.
+    range: Range<u64>,
     seeds: Vec<u64>,
     template: RunRecord,
     jobs: usize,
@@ -124,20 +135,7 @@ fn plan(args: &SweepArgs) -> Result<Plan, String> {
     };
     let template = args.knobs.apply(RunRecord::new(args.profile, seeds[0]));
     template.config().validate()?;
-    Ok(Plan { seeds, template, jobs })
-}
-
-/// Totals for the summary table.
-#[derive(Default)]
-struct Totals {
-    seeds: u64,
-    failures: u64,
-    events: u64,
-    operations: u64,
-    virtual_ns: u128,
-    availability: cachesim::Availability,
-    /// Failures per verdict kind and checker, for the summary.
-    by_check: std::collections::BTreeMap<String, u64>,
+    Ok(Plan { range, seeds, template, jobs })
 }
 
 pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
@@ -151,8 +149,15 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  {msg}  eta {eta}")
             .expect("a valid template"),
     );
-    let totals = Mutex::new(Totals::default());
-    let failed: Mutex<Vec<(RunRecord, RunReport)>> = Mutex::new(Vec::new());
+    let summary = Mutex::new(Summary {
+        profile: args.profile.name().to_string(),
+        knobs: knobs_text(&plan.template),
+        range: (plan.range.start, plan.range.end),
+        shard: args.shard.unwrap_or((1, 1)),
+        jobs: plan.jobs,
+        ..Summary::default()
+    });
+    let failed: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let next = AtomicU64::new(0);
     // Wall time for the figures the user reads, never for the runs themselves.
     #[allow(clippy::disallowed_methods)]
@@ -167,7 +172,7 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
             } else {
                 record
             };
-            tally(&record, report, &totals, &failed, &progress);
+            tally(&record, &report, &summary, &failed, &progress);
         }
     };
     // Seeds run on threads, one whole simulation each: only the seed counter is shared.
@@ -178,29 +183,56 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
         }
     });
     progress.finish_and_clear();
-    let wall = started.elapsed();
-    let totals = totals.into_inner().unwrap_or_else(|e| e.into_inner());
-    print_summary(args.profile, &totals, wall, plan.jobs);
+    let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.wall = started.elapsed();
     let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
-    failed.sort_by_key(|(record, _)| record.seed);
-    for (record, report) in &failed {
-        println!("\nFAILED {record}: {}\n  replay: {}", report.verdict, replay_command(record));
+    failed.sort_by_key(|failure| failure.seed);
+    report(args, &summary, &failed, &plan.seeds)
+}
+
+/// Prints the summary and the failures (as a table, or JSON lines), writes the failures
+/// file and the JUnit report; the exit status.
+fn report(args: &SweepArgs, summary: &Summary, failed: &[Failure], seeds: &[u64]) -> ExitCode {
+    if args.json {
+        for failure in failed {
+            println!("{}", failure.to_json());
+        }
+        println!("{}", summary.to_json());
+    } else {
+        summary.print();
+        for failure in failed {
+            println!(
+                "\nFAILED {}: {}\n  replay: {}",
+                failure.record,
+                failure.message,
+                crate::cli::replay_command_text(&failure.record)
+            );
+        }
     }
-    if let Err(error) = append_failures(&args.failures, &failed) {
+    if let Err(error) = append_failures(&args.failures, failed) {
+        return input_error(error);
+    }
+    if let Some(path) = &args.junit
+        && let Err(error) = crate::sweep_output::write_junit(path, summary, failed, seeds)
+    {
         return input_error(error);
     }
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
+/// The knobs of a record, without its profile and seed (`quiet=10 mutant=…`).
+pub(crate) fn knobs_text(record: &RunRecord) -> String {
+    let text = record.to_string();
+    text.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")
+}
+
 /// Appends the failing runs' records, in seed order, to `path`.
-fn append_failures(path: &PathBuf, failed: &[(RunRecord, RunReport)]) -> Result<(), String> {
+fn append_failures(path: &PathBuf, failed: &[Failure]) -> Result<(), String> {
     if failed.is_empty() {
         return Ok(());
     }
-    let text: String = failed
-        .iter()
-        .map(|(record, report)| format!("{record} # {}\n", verdict_checks(&report.verdict)))
-        .collect();
+    let text: String =
+        failed.iter().map(|failure| format!("{} # {}\n", failure.record, failure.checks)).collect();
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -211,23 +243,23 @@ fn append_failures(path: &PathBuf, failed: &[(RunRecord, RunReport)]) -> Result<
 
 fn tally(
     record: &RunRecord,
-    report: RunReport,
-    totals: &Mutex<Totals>,
-    failed: &Mutex<Vec<(RunRecord, RunReport)>>,
+    report: &RunReport,
+    summary: &Mutex<Summary>,
+    failed: &Mutex<Vec<Failure>>,
     progress: &ProgressBar,
 ) {
     let failures = {
-        let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
-        totals.seeds += 1;
-        totals.events += report.events;
-        totals.operations += report.operations as u64;
-        totals.virtual_ns += report.virtual_time.as_nanos();
-        totals.availability.add(report.availability);
+        let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
+        summary.seeds += 1;
+        summary.events += report.events;
+        summary.operations += report.operations as u64;
+        summary.virtual_ns += report.virtual_time.as_nanos();
+        summary.availability.add(report.availability);
         if !report.verdict.is_pass() {
-            totals.failures += 1;
-            *totals.by_check.entry(verdict_checks(&report.verdict)).or_default() += 1;
+            summary.failures += 1;
+            *summary.by_check.entry(verdict_checks(&report.verdict)).or_default() += 1;
         }
-        totals.failures
+        summary.failures
     };
     progress.set_message(format!("{failures} failed"));
     progress.inc(1);
@@ -242,48 +274,14 @@ fn tally(
             replay_command(record)
         )
     });
-    failed.lock().unwrap_or_else(|e| e.into_inner()).push((record.clone(), report));
-}
-
-fn print_summary(profile: Profile, totals: &Totals, wall: Duration, jobs: usize) {
-    let wall_s = wall.as_secs_f64().max(1e-9);
-    let virtual_s = totals.virtual_ns as f64 / 1e9;
-    println!(
-        "{:<10} {:>7} {:>8} {:>12} {:>10} {:>10} {:>14} {:>12}",
-        "profile", "seeds", "failures", "events", "ops", "seeds/s", "events/s", "virt s/s"
-    );
-    println!(
-        "{:<10} {:>7} {:>8} {:>12} {:>10} {:>10.1} {:>14.0} {:>12.0}",
-        profile.name(),
-        totals.seeds,
-        totals.failures,
-        totals.events,
-        totals.operations,
-        totals.seeds as f64 / wall_s,
-        totals.events as f64 / wall_s,
-        virtual_s / wall_s
-    );
-    let a = totals.availability;
-    let all = (a.ok + a.failed + a.unknown).max(1) as f64;
-    println!(
-        "operations: {} ok ({:.1}%), {} failed ({:.1}%), {} unknown ({:.1}%)",
-        a.ok,
-        100.0 * a.ok as f64 / all,
-        a.failed,
-        100.0 * a.failed as f64 / all,
-        a.unknown,
-        100.0 * a.unknown as f64 / all
-    );
-    println!(
-        "probes after heal: {} of {} ok ({:.1}%)",
-        a.probes_ok,
-        a.probes,
-        100.0 * a.probes_ok as f64 / a.probes.max(1) as f64
-    );
-    for (checks, count) in &totals.by_check {
-        println!("  {count:>6} failed by {checks}");
-    }
-    println!("wall time {:.1}s on {jobs} thread(s)", wall.as_secs_f64());
+    let failure = Failure {
+        seed: record.seed,
+        record: record.to_string(),
+        verdict: report.verdict.kind().to_string(),
+        checks: verdict_checks(&report.verdict),
+        message: report.verdict.to_string(),
+    };
+    failed.lock().unwrap_or_else(|e| e.into_inner()).push(failure);
 }
 
 /// The verdict's kind and the checks that fired, for the summary: `safety: lost-write`.

@@ -139,3 +139,63 @@ fn a_panic_outside_a_task_is_that_seeds_crash_and_the_sweep_goes_on() {
     assert_eq!(seeds, ["0", "1", "2", "3"], "every seed, in seed order:\n{written}");
     assert!(written.lines().all(|line| line.ends_with("# crash")), "{written}");
 }
+
+/// The summary of `sweep --json` output, without what depends on the machine.
+fn summary_of(json: &str) -> serde_json::Value {
+    let line = json.lines().last().expect("a summary line");
+    let mut summary: serde_json::Value = serde_json::from_str(line).expect("a JSON summary");
+    let object = summary.as_object_mut().expect("an object");
+    object.remove("wall_seconds");
+    object.remove("jobs");
+    summary
+}
+
+#[test]
+fn the_merge_of_four_shards_is_the_unsharded_sweep() {
+    let sweep = [
+        "sweep",
+        "--seeds",
+        "0..12",
+        "--profile",
+        "none",
+        "--fault-seconds",
+        "2",
+        "--quiet-seconds",
+        "5",
+        "--clients",
+        "2",
+        "--mutant",
+        "quorum-off-by-one",
+        "--quiet",
+        "--json",
+        "--failures",
+    ];
+    let whole = cachesim(&[&sweep[..], &[scratch("whole.txt").to_str().unwrap()]].concat());
+    assert_eq!(whole.status.code(), Some(1), "{}", text(&whole));
+    let whole = String::from_utf8_lossy(&whole.stdout).into_owned();
+    let mut shard_files = Vec::new();
+    for k in 1..=4 {
+        let shard = format!("{k}/4");
+        let failures = scratch(&format!("shard-{k}.txt"));
+        let args = [&sweep[..], &[failures.to_str().unwrap(), "--shard", &shard]].concat();
+        let output = cachesim(&args);
+        let path = scratch(&format!("shard-{k}.json"));
+        std::fs::write(&path, &output.stdout).expect("a shard's output");
+        shard_files.push(path.to_str().unwrap().to_string());
+    }
+    let mut merge = vec!["merge", "--json"];
+    merge.extend(shard_files.iter().map(String::as_str));
+    let merged = cachesim(&merge);
+    assert_eq!(merged.status.code(), Some(1), "{}", text(&merged));
+    let merged = String::from_utf8_lossy(&merged.stdout).into_owned();
+    assert_eq!(summary_of(&merged), summary_of(&whole));
+    let failures = |json: &str| {
+        json.lines().filter(|l| l.contains("\"failure\"")).map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(failures(&merged), failures(&whole));
+    assert_eq!(failures(&whole).len(), 12, "{whole}");
+    // Three of four shards do not make the sweep.
+    let output = cachesim(&merge[..5]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("shard(s) 4/4 missing"), "{}", text(&output));
+}
