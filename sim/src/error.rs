@@ -98,6 +98,11 @@ pub enum ErrorKind {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A network call failed (see [`crate::net::NetError`]).
+    Net {
+        /// The network's error.
+        error: crate::net::NetError,
+    },
 }
 
 /// A task alive at a deadlock.
@@ -206,6 +211,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "cannot cut {node} off from itself: a node always reaches itself")
             }
             ErrorKind::InvalidLinkConfig { problem } => write!(f, "invalid link config: {problem}"),
+            ErrorKind::Net { error } => write!(f, "network: {error}"),
         }
     }
 }
@@ -223,3 +229,17 @@ impl fmt::Display for SimError {
 }
 
 impl std::error::Error for SimError {}
+
+/// A network error as a simulation error, so that `?` works in a function that returns
+/// [`SimError`] (a node's setup allocating ports). Inside a simulation it carries the
+/// run's seed and the virtual time; outside one, zeros.
+impl From<crate::net::NetError> for SimError {
+    fn from(error: crate::net::NetError) -> SimError {
+        let (seed, time_ns) = crate::context::try_with(|shared| {
+            let seed = shared.world.try_borrow().map_or(0, |world| world.seed());
+            (seed, shared.now_ns.get())
+        })
+        .unwrap_or((0, 0));
+        SimError::new(seed, time_ns, ErrorKind::Net { error })
+    }
+}

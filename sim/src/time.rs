@@ -59,6 +59,16 @@ impl Instant {
         Instant::now().saturating_duration_since(self)
     }
 
+    /// `self - earlier`, or `None` when `earlier` is later.
+    pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
+        self.0.checked_sub(earlier.0).map(Duration::from_nanos)
+    }
+
+    /// `self - earlier`, or zero when `earlier` is later (as `std`'s `Instant` does).
+    pub fn duration_since(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+
     /// `self - earlier`, or zero when `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))

@@ -223,6 +223,55 @@ fn heal_restores_delivery_and_cut_messages_in_flight_are_dropped_on_arrival() {
 }
 
 #[test]
+fn rejoin_undoes_one_isolation_and_leaves_other_partitions() {
+    let (mut sim, a, b) = two_nodes(4);
+    let c = sim.node("c").build();
+    let (addr_b, log_b) = sink::<u32>(&sim, b);
+    let (addr_c, log_c) = sink::<u32>(&sim, c);
+    sim.isolate(b).unwrap();
+    sim.partition_oneway(a, c).unwrap();
+    sim.rejoin(b).unwrap();
+    send_all(&sim, a, addr_b, vec![1]);
+    send_all(&sim, c, addr_b, vec![2]);
+    send_all(&sim, a, addr_c, vec![3]);
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let mut got = payloads(&log_b);
+    got.sort_unstable();
+    assert_eq!(got, [1, 2], "b is back in touch with everyone");
+    assert!(log_c.borrow().is_empty(), "the one-way partition a -> c stays");
+}
+
+#[test]
+fn a_network_error_converts_into_a_sim_error_for_question_marks() {
+    fn bind_twice() -> Result<(), sim::SimError> {
+        let first = sim::net::Endpoint::<u32>::bind(7)?;
+        let _second = sim::net::Endpoint::<u32>::bind(7)?;
+        drop(first);
+        Ok(())
+    }
+    let mut sim = Sim::new(5);
+    let error = sim.block_on(async { bind_twice() }).unwrap().unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::Net { .. }), "{error:?}");
+    assert_eq!(error.seed(), 5);
+    assert!(error.kind().to_string().starts_with("network: "), "{}", error.kind());
+}
+
+#[test]
+fn instants_subtract_like_std() {
+    let mut sim = Sim::new(6);
+    sim.block_on(async {
+        let start = Instant::now();
+        sim::time::sleep(Duration::from_millis(5)).await;
+        let later = Instant::now();
+        assert_eq!(later.duration_since(start), Duration::from_millis(5));
+        assert_eq!(start.duration_since(later), Duration::ZERO);
+        assert_eq!(later.checked_duration_since(start), Some(Duration::from_millis(5)));
+        assert_eq!(start.checked_duration_since(later), None);
+    })
+    .unwrap();
+}
+
+#[test]
 fn clog_holds_messages_then_releases_them_in_order() {
     let (mut sim, a, b) = two_nodes(4);
     let (addr_b, log_b) = sink::<u32>(&sim, b);
@@ -680,6 +729,7 @@ fn bad_arguments_are_errors_with_clear_messages() {
     assert!(error.to_string().starts_with("cannot cut node#1 off from itself"), "{error}");
     assert!(sim.clog(a, a).is_err());
     assert!(sim.isolate(ghost).is_err());
+    assert!(sim.rejoin(ghost).is_err());
     let inverted = LinkConfig::DEFAULT.with_latency(2 * MS, MS);
     let error = sim.set_link_config_default(inverted).unwrap_err();
     assert!(matches!(error.kind(), ErrorKind::InvalidLinkConfig { .. }), "{error}");

@@ -152,6 +152,24 @@ impl Handle {
         Ok(())
     }
 
+    /// Undoes [`Handle::isolate`]: every link to and from `node` carries messages
+    /// again. Partitions between other nodes, and clogs, stay.
+    ///
+    /// # Errors
+    ///
+    /// For an unknown node.
+    pub fn rejoin(&self, node: NodeId) -> Result<(), SimError> {
+        self.shared.check_node(node, None)?;
+        let count = self.shared.node_count();
+        self.shared.net_fault("rejoin", (node, node), |net, _| {
+            for other in (0..count).map(node_id_from_index).filter(|other| *other != node) {
+                set_blocked(net, node, other, false);
+                set_blocked(net, other, node, false);
+            }
+        });
+        Ok(())
+    }
+
     /// Restores both links between `a` and `b` (it does not unclog them).
     ///
     /// # Errors
