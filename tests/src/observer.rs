@@ -133,6 +133,7 @@ impl Observer {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
         self.check_detector(now_ns, cluster, history);
+        self.check_hint_gauges(cluster);
         if now_ns <= self.settings.alive_until_ns {
             self.check_none_dead(now_ns, cluster);
         }
@@ -387,6 +388,17 @@ impl Observer {
             );
             let subject = format!("{key}@{}:{}", version.counter, version.origin);
             self.report(Check::ReplicationLag, subject, message, vec![op.to_string()]);
+        }
+    }
+
+    /// Every sample: each running node's hint gauges agree with its queue (see
+    /// [`crate::tally::hint_gauges_untrue`]); reported once per node.
+    fn check_hint_gauges(&mut self, cluster: &DistCluster) {
+        for id in cluster.ids() {
+            let Some(node) = cluster.by_id(&id) else { continue };
+            for violation in crate::tally::hint_gauges_untrue(cluster, &id, &node) {
+                self.report(violation.check, id.to_string(), violation.message, Vec::new());
+            }
         }
     }
 

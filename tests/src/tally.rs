@@ -268,3 +268,32 @@ pub(crate) fn counters_untrue(
     }
     violations
 }
+
+/// The shortest key the workload writes (`k0`): a hint holds at least its key.
+const WORKLOAD_KEY_LEN_MIN: u64 = 2;
+
+/// White-box, any incarnation: a node's hint gauges agree with its queue. The hints it
+/// holds per peer add up to the hints it holds, and `hinted_bytes` (the keys and
+/// values queued) is at least [`WORKLOAD_KEY_LEN_MIN`] bytes a hint.
+pub(crate) fn hint_gauges_untrue(
+    cluster: &DistCluster,
+    id: &cache::NodeId,
+    node: &cache::CacheNode,
+) -> Vec<Violation> {
+    let queued = node.hints_queued() as u64;
+    let per_peer: u64 = cluster.ids().iter().map(|peer| node.hints_queued_for(peer) as u64).sum();
+    let bytes = node.metrics().counters.hinted_bytes;
+    let mut violations = Vec::new();
+    if per_peer != queued {
+        let message =
+            format!("{id} holds {queued} hint(s), but its hints per peer add up to {per_peer}");
+        violations.push(Violation { check: Check::CounterUntrue, message, ops: Vec::new() });
+    }
+    if bytes < WORKLOAD_KEY_LEN_MIN * queued {
+        let message = format!(
+            "{id} counts hinted_bytes = {bytes} for {queued} hint(s): fewer than their keys alone"
+        );
+        violations.push(Violation { check: Check::CounterUntrue, message, ops: Vec::new() });
+    }
+    violations
+}
