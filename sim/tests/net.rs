@@ -660,7 +660,11 @@ fn an_at_most_once_server_runs_each_request_once_under_duplication() {
 
 #[test]
 fn wrong_types_and_full_queues_are_counted_drops() {
-    let (mut sim, a, b) = two_nodes(13);
+    // Traced at warn (a default trace shows it): a receiver expecting another type is
+    // a bug in the system under test, not a fault.
+    let mut sim =
+        Sim::builder().seed(13).trace(Trace::Filter("warn".into())).capture_trace(true).build();
+    let (a, b) = (sim.node("a").build(), sim.node("b").build());
     let addr = sim.allocate_port(b).unwrap();
     let handle = sim.handle();
     let queued = sim
@@ -697,6 +701,8 @@ fn wrong_types_and_full_queues_are_counted_drops() {
     let dropped = sim.net_stats().link(a, b).dropped;
     assert_eq!((dropped.wrong_type, dropped.queue_full), (1, 3));
     assert_eq!(dropped.get(DropCause::QueueFull), 3);
+    let trace = sim.take_trace().unwrap();
+    assert_eq!(trace.matches("expects another message type").count(), 1, "{trace}");
 }
 
 #[test]

@@ -392,7 +392,13 @@ impl Network {
             cause,
             digest,
         });
-        tracing::trace!(target: "sim::net", id = message, %from, %to, cause = cause.name(), "drop");
+        if cause == DropCause::WrongType {
+            // A bug in the system under test, not a fault: a receiver bound for another
+            // message type. Said at warn level, so that a default trace shows it.
+            tracing::warn!(target: "sim::net", id = message, %from, %to, "dropped: the receiver at this address expects another message type");
+        } else {
+            tracing::trace!(target: "sim::net", id = message, %from, %to, cause = cause.name(), "drop");
+        }
     }
 
     /// Moves the messages held on link `index` back in flight, due now, in the order
