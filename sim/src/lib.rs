@@ -36,6 +36,7 @@
 //! - [`fingerprint`] and [`check_determinism`]: the run's event hash (over message
 //!   contents too) and log, [`fingerprint::note`] for a node's own decisions, and the
 //!   check that names the first event where two runs of a seed differ.
+//! - [`macro@test`]: `#[sim::test]` on an `async fn`, a seeded test in one line.
 //! - [`run_seeds`] / [`Seeds`]: seeded tests driven by `SIM_SEED`, `SIM_SEEDS`,
 //!   `SIM_JOBS` and `SIM_CHECK_DETERMINISM`.
 //! - [`buggify`]: FoundationDB-style fault points.
@@ -80,9 +81,13 @@ pub use crate::executor::Step;
 pub use crate::fingerprint::{Event, EventKind};
 pub use crate::node::{NODES_MAX, NodeBuilder, NodeId, NodeState};
 pub use crate::seeds::{
-    CHECK_DETERMINISM_ENV, JOBS_ENV, JOBS_MAX, SEED_ENV, SEEDS_ENV, SeedFailures, Seeds, run_seeds,
+    CHECK_DETERMINISM_ENV, JOBS_ENV, JOBS_MAX, SEED_ENV, SEEDS_ENV, SeedFailures, Seeds,
+    TestOutcome, run_seeds,
 };
 pub use crate::sim::{Builder, Handle, STEP_LIMIT_DEFAULT, SchedulerMode, Sim, TIME_LIMIT_DEFAULT};
 pub use crate::task::{JoinError, JoinHandle, current_node, spawn, spawn_named, yield_now};
 pub use crate::timer::{TIMERS_LIVE_MAX, TIMERS_PER_RUN_MAX};
 pub use crate::trace::{TRACE_ENV, Trace, VirtualTime};
+/// `#[sim::test]` (and `#[sim::test(seeds = N)]`): an `async fn` test run on a fresh
+/// simulation per seed, as [`run_seeds`] runs a closure; see the `sim-macros` crate.
+pub use sim_macros::test;

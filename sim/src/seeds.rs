@@ -290,3 +290,25 @@ where
 {
     Seeds::from_env(default_count).run(body);
 }
+
+/// What a `#[sim::test]` body may return: `()`, or `Result<(), E>` with `E: Display`.
+pub trait TestOutcome {
+    /// The outcome as a seeded test's result.
+    ///
+    /// # Errors
+    ///
+    /// When the body returned an error: its text.
+    fn into_test_result(self) -> Result<(), String>;
+}
+
+impl TestOutcome for () {
+    fn into_test_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> TestOutcome for Result<(), E> {
+    fn into_test_result(self) -> Result<(), String> {
+        self.map_err(|error| error.to_string())
+    }
+}
