@@ -409,9 +409,12 @@ impl Inner {
             // Push what the peer lacks or holds older, through its ownership guard and
             // version check, like any replica write. Never a delete.
             for (key, entry) in pushes {
-                report.keys_pushed += usize::from(
-                    inner.send_replica_write(peer, key, entry, ReplicaCause::AntiEntropy).await,
-                );
+                let pushed =
+                    inner.send_replica_write(peer, key, entry, ReplicaCause::AntiEntropy).await;
+                report.keys_pushed += usize::from(pushed);
+                if pushed {
+                    inner.reached("anti-entropy pushed a key");
+                }
             }
         }
         assert!(report.keys_pulled <= report.keys_fetched);
@@ -496,6 +499,9 @@ impl Inner {
         metrics.merkle_build_ns = elapsed_ns(diff_started, build_started);
         metrics.merkle_diff_ns = elapsed_ns(diff_ended, diff_started);
         metrics.merkle_syncs += u64::from(!differing.is_empty());
+        if !differing.is_empty() {
+            self.reached("anti-entropy found differing leaves");
+        }
         Ok((remote.leaf_count(), differing))
     }
 
@@ -594,6 +600,7 @@ impl Inner {
             if self.apply_local(&key, entry)?.is_applied() {
                 report.keys_pulled += 1;
                 self.state.borrow_mut().metrics.merkle_keys_pulled += 1;
+                self.reached("anti-entropy pulled a key");
             }
         }
         Ok(())

@@ -369,6 +369,9 @@ impl Inner {
                 }
                 (suspected, declared, pruned)
             });
+        if !declared.is_empty() {
+            self.reached("a peer was declared dead");
+        }
         let metrics = &mut self.state.borrow_mut().metrics;
         metrics.nodes_suspect += suspected.len() as u64;
         metrics.nodes_dead += declared.len() as u64;
@@ -419,6 +422,7 @@ impl Inner {
         }
         if Inner::probe_indirect(inner, &target, relays).await {
             inner.state.borrow_mut().metrics.indirect_probe_refuted += 1;
+            inner.reached("an indirect probe refuted a failed heartbeat");
             return;
         }
         inner.suspect_if_alive(&target.id);
@@ -523,6 +527,7 @@ impl Inner {
         });
         if suspected {
             self.state.borrow_mut().metrics.nodes_suspect += 1;
+            self.reached("a peer was suspected");
             tracing::info!(node = %self.id, member = %node, "peer suspected");
         }
     }

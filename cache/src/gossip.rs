@@ -177,6 +177,9 @@ impl Inner {
             let result = mutate(&mut state.membership, now_ms, &mut changes);
             (result, changes_apply(&mut state, &changes))
         };
+        if changes.iter().any(|change| change.kind == ChangeKind::Refuted) {
+            self.reached("a node refuted a suspicion of itself");
+        }
         for change in &changes {
             tracing::debug!(
                 node = %self.id, member = %change.node, kind = ?change.kind,

@@ -68,6 +68,10 @@ impl Inner {
             Push::Queued { dropped_oldest, superseded } => {
                 metrics.hinted_queued += 1;
                 metrics.hinted_dropped += u64::from(dropped_oldest);
+                self.reached("a hint was queued");
+                if dropped_oldest {
+                    self.reached("a full hint queue dropped its oldest hint");
+                }
                 metrics.hinted_superseded += u64::from(superseded);
             }
             Push::Rejected => metrics.hinted_global_dropped += 1,
@@ -156,6 +160,12 @@ impl Inner {
         let metrics = &mut self.state.borrow_mut().metrics;
         metrics.hinted_expired += expired as u64;
         metrics.hinted_replayed += replayed as u64;
+        if expired > 0 {
+            self.reached("a hint expired");
+        }
+        if replayed > 0 {
+            self.reached("a hint was replayed");
+        }
         metrics.hinted_bytes = bytes;
     }
 }

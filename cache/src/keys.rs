@@ -221,6 +221,7 @@ impl Inner {
         let mut asked = Vec::with_capacity(members.len());
         for (id, state) in members {
             if state == NodeState::Dead {
+                self.reached("a key listing skipped a dead member");
                 listing.add_partial(id);
             } else {
                 asked.push(id);

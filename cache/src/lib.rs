@@ -126,3 +126,34 @@ pub use crate::store::{
     Apply, Entry, Item, KEY_LEN_MAX, Store, Tombstone, VALUE_LEN_MAX, check_key, check_value,
 };
 pub use crate::version::{LamportClock, Version};
+
+/// The interesting states the cache marks as reached ([`Runtime::reached`]): a sweep
+/// should reach every one, and names those it did not.
+pub const COVERAGE_POINTS: &[&str] = &[
+    "anti-entropy found differing leaves",
+    "anti-entropy pulled a key",
+    "anti-entropy pushed a key",
+    "a peer was declared dead",
+    "an indirect probe refuted a failed heartbeat",
+    "a peer was suspected",
+    "a node refuted a suspicion of itself",
+    "a hint was queued",
+    "a full hint queue dropped its oldest hint",
+    "a hint expired",
+    "a hint was replayed",
+    "an expired item became a tombstone",
+    "a tombstone was collected",
+    "a node started draining",
+    "a stale copy was refused by the version check",
+    "a copy was refused by the ownership guard",
+    "a read was answered by an owner after the primary",
+    "a read failed its quorum",
+    "a read met conflicting versions",
+    "a read broke a version tie by origin",
+    "a read repaired a stale owner",
+    "rebalance transferred a key",
+    "a write was coordinated by an owner after the primary",
+    "a write failed its quorum",
+    "a write was forwarded to its coordinator",
+    "a key listing skipped a dead member",
+];

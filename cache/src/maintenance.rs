@@ -124,6 +124,12 @@ impl Inner {
         state.metrics.items_expired += report.items_expired as u64;
         state.metrics.tombstones_purged += report.tombstones_purged as u64;
         drop(state);
+        if report.items_expired > 0 {
+            self.reached("an expired item became a tombstone");
+        }
+        if report.tombstones_purged > 0 {
+            self.reached("a tombstone was collected");
+        }
         if report != SweepReport::default() {
             tracing::debug!(target: "cache::maintenance", node = %self.id, ?report, "sweep");
         }
@@ -141,6 +147,7 @@ impl CacheNode {
             return;
         }
         self.inner.state.borrow_mut().metrics.drains += 1;
+        self.inner.reached("a node started draining");
         tracing::info!(target: "cache::maintenance", node = %self.inner.id, "draining");
         assert!(self.is_draining());
     }

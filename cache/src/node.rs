@@ -345,6 +345,7 @@ impl Inner {
         let outcome = state.store.apply(key, entry)?;
         if !outcome.is_applied() {
             state.metrics.apply_stale += 1;
+            self.reached("a stale copy was refused by the version check");
         }
         Ok(outcome)
     }
@@ -354,6 +355,13 @@ impl Inner {
     #[track_caller]
     pub(crate) fn buggify(&self) -> bool {
         self.runtime.buggify(std::panic::Location::caller())
+    }
+
+    /// Marks an interesting state as reached (a coverage point, see
+    /// [`crate::Runtime::reached`]); the names are listed in [`crate::COVERAGE_POINTS`].
+    pub(crate) fn reached(&self, name: &'static str) {
+        debug_assert!(crate::COVERAGE_POINTS.contains(&name), "an unlisted coverage point {name}");
+        self.runtime.reached(name);
     }
 
     /// A random delay of up to `max_ms` (fault points' slow paths).
@@ -455,6 +463,7 @@ impl Inner {
     fn handle_replicate(&self, key: &str, entry: Entry) -> PeerResponse {
         if !self.state.borrow().ring.is_owner(key, &self.id) {
             self.state.borrow_mut().metrics.write_apply_refused += 1;
+            self.reached("a copy was refused by the ownership guard");
             return PeerResponse::Failed(Error::NotOwner);
         }
         match self.apply_local(key, entry) {

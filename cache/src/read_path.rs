@@ -67,6 +67,7 @@ impl Inner {
             {
                 if position > 0 {
                     self.state.borrow_mut().metrics.read_primary_promote += 1;
+                    self.reached("a read was answered by an owner after the primary");
                 }
                 return Ok(self.visible(entry));
             }
@@ -115,6 +116,7 @@ impl Inner {
         }
         if answers.len() < needed {
             inner.state.borrow_mut().metrics.read_quorum_failures += 1;
+            inner.reached("a read failed its quorum");
             return Err(Error::QuorumFailed { acks: answers.len(), acks_needed: needed });
         }
         let newest = inner.merge(&answers);
@@ -139,9 +141,11 @@ impl Inner {
             .any(|(_, entry)| entry.as_ref().map(Entry::version) != Some(newest.version()))
         {
             metrics.version_conflicts += 1;
+            self.reached("a read met conflicting versions");
         }
         if entries().any(|entry| entry.version().ties_with(newest.version())) {
             metrics.version_tie_breaks += 1;
+            self.reached("a read broke a version tie by origin");
         }
         Some(newest.clone())
     }
@@ -177,6 +181,7 @@ impl Inner {
         });
         for (owner, _) in stale {
             self.state.borrow_mut().metrics.read_repair += 1;
+            self.reached("a read repaired a stale owner");
             if self.mutant(crate::Mutant::ReadRepairNoop) {
                 continue; // The canary: counted, never sent.
             }

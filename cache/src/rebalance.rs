@@ -591,6 +591,7 @@ impl Inner {
             metrics.rebalance_replica_diff_throttle += u64::from(plan.throttled);
             for transfer in plan.transfers() {
                 metrics.rebalanced_keys += 1;
+                inner.reached("rebalance transferred a key");
                 match transfer.kind {
                     TransferKind::Primary => metrics.rebalanced_primary += 1,
                     TransferKind::Replica => metrics.rebalanced_replica_diff += 1,

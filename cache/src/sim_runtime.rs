@@ -149,6 +149,11 @@ impl Runtime for SimRuntime {
     fn buggify(&self, site: &'static Location<'static>) -> bool {
         sim::buggify_at(site)
     }
+
+    fn reached(&self, name: &'static str) {
+        // Through the handle: a harness may call into the node between steps.
+        self.handle.reachable(name);
+    }
 }
 
 /// Peer requests over `sim::net` RPC.

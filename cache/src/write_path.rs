@@ -42,6 +42,7 @@ impl Inner {
             if *owner == inner.id {
                 if position > 0 {
                     inner.state.borrow_mut().metrics.write_forward_promotion += 1;
+                    inner.reached("a write was coordinated by an owner after the primary");
                 }
                 return Inner::coordinate(inner, key, op, &owners, consistency).await;
             }
@@ -51,6 +52,7 @@ impl Inner {
                 continue;
             }
             inner.count_forward(&op);
+            inner.reached("a write was forwarded to its coordinator");
             let request =
                 PeerRequest::Forward { key: key.to_string(), op: op.clone(), consistency };
             match inner.call(owner, request).await {
@@ -152,6 +154,7 @@ impl Inner {
         if acks < needed {
             state.metrics.write_quorum_failures += 1;
             drop(state);
+            inner.reached("a write failed its quorum");
             if inner.mutant(crate::Mutant::QuorumFailureRollsBack) {
                 Inner::roll_back_later(inner, key, version);
             }

@@ -36,6 +36,8 @@
 //! - [`fingerprint`] and [`check_determinism`]: the run's event hash (over message
 //!   contents too) and log, [`fingerprint::note`] for a node's own decisions, and the
 //!   check that names the first event where two runs of a seed differ.
+//! - [`always`], [`sometimes`], [`reachable`], [`unreachable`]: named assertions with
+//!   coverage ([`Sim::coverage`]): what must hold, and what a good test makes happen.
 //! - [`macro@test`]: `#[sim::test]` on an `async fn`, a seeded test in one line.
 //! - [`run_seeds`] / [`Seeds`]: seeded tests driven by `SIM_SEED`, `SIM_SEEDS`,
 //!   `SIM_JOBS` and `SIM_CHECK_DETERMINISM`.
@@ -53,6 +55,7 @@
 
 #![deny(missing_docs)]
 
+mod assertion;
 mod buggify;
 mod clock;
 mod context;
@@ -71,6 +74,10 @@ mod timer;
 mod trace;
 mod world;
 
+pub use crate::assertion::{
+    ASSERTIONS_MAX, AssertionCount, AssertionKind, Coverage, always, reachable, sometimes,
+    unreachable,
+};
 pub use crate::buggify::{
     BUGGIFY_ACTIVATION_DEFAULT, BUGGIFY_FIRE_DEFAULT, BuggifyConfig, buggify, buggify_at,
     buggify_with,

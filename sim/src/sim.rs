@@ -372,6 +372,20 @@ impl Handle {
     pub fn buggify_sites(&self) -> Vec<(String, bool)> {
         self.shared.world.borrow().buggify.sites()
     }
+
+    /// Counts reaching `name` in this simulation, as [`crate::reachable`] does from
+    /// inside it: for code that holds a handle and may run between steps (a harness
+    /// calling into a node).
+    pub fn reachable(&self, name: &'static str) {
+        let kind = crate::assertion::AssertionKind::Reachable;
+        crate::assertion::count_in(&self.shared.coverage, name, kind, true);
+    }
+
+    /// The named assertions ([`crate::always`], [`crate::sometimes`], …) met so far,
+    /// with their counts.
+    pub fn coverage(&self) -> crate::assertion::Coverage {
+        self.shared.coverage.borrow().clone()
+    }
 }
 
 /// A simulation: the handle you drive.

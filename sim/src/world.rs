@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) node_names: RefCell<Vec<Rc<str>>>,
     /// This simulation's `tracing` dispatcher, if tracing is on.
     pub(crate) trace: Option<TraceSink>,
+    /// The named assertions met so far ([`crate::assertion`]), outside the world so that
+    /// code holding it borrowed can still assert.
+    pub(crate) coverage: RefCell<crate::assertion::Coverage>,
 }
 
 /// The state of one simulation: tasks, timers, nodes, randomness and the fingerprint.
@@ -95,6 +98,7 @@ impl Shared {
             current_node: Cell::new(NodeId::MAIN),
             node_names: RefCell::new(Vec::new()),
             trace,
+            coverage: RefCell::new(crate::assertion::Coverage::new()),
         });
         let main = shared.add_node_state("main", None);
         assert_eq!(main, NodeId::MAIN);

@@ -128,7 +128,9 @@ impl Knobs {
             repair_off,
             vnode_count_per_node: 8 + rng.below(121) as usize,
             hint_ttl_ms,
-            hint_count_per_node_max: 8 + rng.below(1_017) as usize,
+            // Log-uniform, 1 to 1,024: some seeds cap a node's hints at 1 or 2, so that a
+            // fault fills a queue and the cap's drop-oldest path runs.
+            hint_count_per_node_max: 1 << rng.below(11),
             hint_replay_interval_ms: 50 + rng.below(951),
             rebalance_interval_ms: 100 + rng.below(901),
             rebalance_batch_size: 1 + rng.below(128) as usize,

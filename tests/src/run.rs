@@ -253,6 +253,9 @@ pub struct RunReport {
     pub liveness: Liveness,
     /// The fault phase and quiet period it ran with.
     pub phases: (Duration, Duration),
+    /// The named assertions and coverage points the run met (the cache's
+    /// [`cache::COVERAGE_POINTS`] among them), with their counts.
+    pub coverage: sim::Coverage,
 }
 
 /// Runs one seed. An invalid configuration ends as [`Verdict::Invalid`] naming the
@@ -296,6 +299,7 @@ fn report_without_run(config: &RunConfig, verdict: Verdict) -> RunReport {
         event_log: Vec::new(),
         liveness: config.liveness,
         phases: (config.fault_phase, config.quiet),
+        coverage: sim::Coverage::new(),
     }
 }
 
@@ -337,6 +341,7 @@ fn run_valid(config: &RunConfig) -> RunReport {
         event_log: sim.event_log(),
         liveness: config.liveness,
         phases: (config.fault_phase, config.quiet),
+        coverage: sim.coverage(),
     }
 }
 

@@ -58,6 +58,10 @@ pub(crate) struct SweepArgs {
     /// Also write a JUnit XML report here: a test case per seed.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Stop once every coverage point of the cache has been reached by some seed
+    /// (the seeds asked for are the budget); the summary says how many it took.
+    #[arg(long)]
+    until_covered: bool,
 }
 
 pub(crate) fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -155,8 +159,10 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
         range: (plan.range.start, plan.range.end),
         shard: args.shard.unwrap_or((1, 1)),
         jobs: plan.jobs,
+        coverage: cache::COVERAGE_POINTS.iter().map(|point| ((*point).to_string(), 0)).collect(),
         ..Summary::default()
     });
+    let covered = std::sync::atomic::AtomicBool::new(false);
     let failed: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let next = AtomicU64::new(0);
     // Wall time for the figures the user reads, never for the runs themselves.
@@ -164,6 +170,9 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
     let started = Instant::now();
     let worker = || {
         while let Some(&seed) = plan.seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+            if args.until_covered && covered.load(Ordering::Relaxed) {
+                break;
+            }
             let record = RunRecord { seed, ..plan.template.clone() };
             let report = run(&record.config());
             // A run that panicked outside a task has no fingerprint to record.
@@ -172,7 +181,9 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
             } else {
                 record
             };
-            tally(&record, &report, &summary, &failed, &progress);
+            if tally(&record, &report, &summary, &failed, &progress) {
+                covered.store(true, Ordering::Relaxed);
+            }
         }
     };
     // Seeds run on threads, one whole simulation each: only the seed counter is shared.
@@ -241,30 +252,32 @@ fn append_failures(path: &PathBuf, failed: &[Failure]) -> Result<(), String> {
         .map_err(|error| format!("cannot append the failures to {}: {error}", path.display()))
 }
 
+/// Counts one run into the summary; whether every coverage point is reached now.
 fn tally(
     record: &RunRecord,
     report: &RunReport,
     summary: &Mutex<Summary>,
     failed: &Mutex<Vec<Failure>>,
     progress: &ProgressBar,
-) {
-    let failures = {
+) -> bool {
+    let (failures, covered) = {
         let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
         summary.seeds += 1;
         summary.events += report.events;
         summary.operations += report.operations as u64;
         summary.virtual_ns += report.virtual_time.as_nanos();
         summary.availability.add(report.availability);
+        summary.add_coverage(&report.coverage);
         if !report.verdict.is_pass() {
             summary.failures += 1;
             *summary.by_check.entry(verdict_checks(&report.verdict)).or_default() += 1;
         }
-        summary.failures
+        (summary.failures, summary.never_reached().is_empty())
     };
     progress.set_message(format!("{failures} failed"));
     progress.inc(1);
     if report.verdict.is_pass() {
-        return;
+        return covered;
     }
     progress.suspend(|| {
         eprintln!(
@@ -282,6 +295,7 @@ fn tally(
         message: report.verdict.to_string(),
     };
     failed.lock().unwrap_or_else(|e| e.into_inner()).push(failure);
+    covered
 }
 
 /// The verdict's kind and the checks that fired, for the summary: `safety: lost-write`.

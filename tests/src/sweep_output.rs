@@ -34,6 +34,9 @@ pub(crate) struct Summary {
     pub(crate) availability: cachesim::Availability,
     /// Failures per verdict kind and checkers.
     pub(crate) by_check: BTreeMap<String, u64>,
+    /// Per coverage point (every one of `cache::COVERAGE_POINTS`, and any other
+    /// `sometimes` or `reachable` met): in how many seeds it fired.
+    pub(crate) coverage: BTreeMap<String, u64>,
     pub(crate) wall: Duration,
     pub(crate) jobs: usize,
 }
@@ -72,6 +75,7 @@ impl Summary {
             "probes": a.probes,
             "probes_ok": a.probes_ok,
             "by_check": self.by_check,
+            "coverage": self.coverage,
             "wall_seconds": self.wall.as_secs_f64(),
             "jobs": self.jobs,
         })
@@ -90,7 +94,12 @@ impl Summary {
             .as_object()
             .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
             .unwrap_or_default();
+        let coverage = value["coverage"]
+            .as_object()
+            .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
+            .unwrap_or_default();
         Ok(Summary {
+            coverage,
             profile: text(value, "profile")?,
             knobs: text(value, "knobs")?,
             range: pair("range")?,
@@ -123,6 +132,9 @@ impl Summary {
         self.availability.add(other.availability);
         for (checks, count) in &other.by_check {
             *self.by_check.entry(checks.clone()).or_default() += count;
+        }
+        for (point, seeds) in &other.coverage {
+            *self.coverage.entry(point.clone()).or_default() += seeds;
         }
         self.wall = self.wall.max(other.wall);
         self.jobs += other.jobs;
@@ -168,7 +180,49 @@ impl Summary {
         for (checks, count) in &self.by_check {
             println!("  {count:>6} failed by {checks}");
         }
+        self.print_coverage();
         println!("wall time {:.1}s on {} thread(s)", self.wall.as_secs_f64(), self.jobs);
+    }
+}
+
+impl Summary {
+    /// Adds one run's coverage: each point that fired in it counts one seed.
+    pub(crate) fn add_coverage(&mut self, coverage: &sim::Coverage) {
+        for (point, count) in coverage {
+            if count.kind.is_coverage() && count.fired > 0 {
+                *self.coverage.entry((*point).to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// The coverage points no seed reached.
+    pub(crate) fn never_reached(&self) -> Vec<&str> {
+        self.coverage
+            .iter()
+            .filter(|(_, seeds)| **seeds == 0)
+            .map(|(point, _)| point.as_str())
+            .collect()
+    }
+
+    fn print_coverage(&self) {
+        if self.coverage.is_empty() {
+            return;
+        }
+        let never = self.never_reached();
+        println!(
+            "coverage: {} of {} points reached",
+            self.coverage.len() - never.len(),
+            self.coverage.len()
+        );
+        for point in &never {
+            println!("  never reached: {point}");
+        }
+        let mut rarest: Vec<(&String, &u64)> =
+            self.coverage.iter().filter(|(_, seeds)| **seeds > 0).collect();
+        rarest.sort_by_key(|(point, seeds)| (**seeds, (*point).clone()));
+        for (point, seeds) in rarest.iter().take(3) {
+            println!("  rarest: {point} ({seeds} seed(s))");
+        }
     }
 }
 

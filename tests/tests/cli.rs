@@ -199,3 +199,31 @@ fn the_merge_of_four_shards_is_the_unsharded_sweep() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("shard(s) 4/4 missing"), "{}", text(&output));
 }
+
+#[test]
+fn until_covered_stops_once_every_coverage_point_is_reached() {
+    let failures = scratch("covered.txt");
+    let args = [
+        "sweep",
+        "--count",
+        "400",
+        "--until-covered",
+        "--json",
+        "--quiet",
+        "--failures",
+        failures.to_str().unwrap(),
+    ];
+    let output = cachesim(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let summary = summary_of(&String::from_utf8_lossy(&output.stdout));
+    let coverage = summary["coverage"].as_object().expect("a coverage map");
+    assert_eq!(coverage.len(), cache::COVERAGE_POINTS.len());
+    let never: Vec<&String> = coverage
+        .iter()
+        .filter(|(_, seeds)| seeds.as_u64() == Some(0))
+        .map(|(point, _)| point)
+        .collect();
+    assert!(never.is_empty(), "never reached: {never:?}");
+    let seeds = summary["seeds"].as_u64().unwrap();
+    assert!(seeds < 400, "stopped early: {seeds} seeds");
+}
