@@ -1,5 +1,6 @@
-//! The harness that judges the cache: cluster fixtures now; workloads, checkers and
-//! the `cachesim` command line next.
+//! The harness that judges the cache: cluster fixtures, workloads, checkers, and the
+//! cache's implementation of `sim_harness::System`, which the `cachesim` command line
+//! runs.
 //!
 //! # Map of the crate
 //!
@@ -7,28 +8,27 @@
 //!   [`setup_in_process_cluster`], node lookup by id, and [`find_owner_key`] /
 //!   [`allocate_port`] for scripted tests.
 //!
+//! - `system.rs`: [`CacheSystem`], the cache as `sim_harness` runs it (sweeps,
+//!   replay, shrink, plan files and the corpus come from there), with [`record`] and
+//!   [`run`] for tests.
+//! - `run.rs`: one run's build, drive and judge; `nemesis.rs`: the cluster as the
+//!   nemesis's target, with the cache's own faults.
+//! - `faults.rs`: [`Profile`]s, and [`CacheFault`] (joins and drains).
+//! - `record.rs`: the cache's knobs in a run record.
 //! - `history.rs`: the [`History`] of client operations and crashes.
 //! - `workload.rs`: clients on their own nodes issuing random requests.
-//! - `faults.rs`: [`Profile`]s and the [`FaultPlan`] a seed draws.
-//! - `nemesis.rs`: applies a plan to a running cluster.
 //! - `checker.rs`: the contract's clauses, as checks over history and stores.
 //! - `bad_input.rs`: requests the cache must refuse, and the check that it does.
 //! - `quiet.rs`: [`QuietWindows`], where the contract promises progress and fresh reads.
 //! - `observer.rs`: samples the stores through a run; survival and replication over time.
 //! - `wire.rs`: what the harness sees cross the network (hint replays answered), booked
 //!   apart from the cache's own counters.
-//! - `sync_book.rs`: anti-entropy's promise in each direction (a sync pulls what the
-//!   peer holds newer and pushes what it holds older), watched at the wire.
+//! - `sync_book.rs`: anti-entropy's promise in each direction, watched at the wire.
 //! - `tally.rs`: per node, the messages its counters promise to count, and the check
 //!   that holds the counters to the wire.
 //! - `knobs.rs`: [`Knobs`], the cache options a seed draws, and the [`RepairPath`] it
 //!   may switch off.
-//! - `record.rs`: [`RunRecord`], everything that shapes a run in one line of words.
-//! - `corpus.rs`: `seeds.txt`, the regression corpus.
-//! - `plan_file.rs`: a run written down, for `replay --plan`.
-//! - `shrink.rs`: delta debugging of a failing run's plan and workload.
 //! - `mutants.rs`: sweeps of the cache's planted bugs, proving the checkers catch them.
-//! - `run.rs`: one run end to end, [`run`] → [`RunReport`] with its [`Verdict`].
 //!
 //! Everything that judges lives here, outside the cache: the cache never checks
 //! itself against a model.
@@ -38,19 +38,17 @@
 mod bad_input;
 mod checker;
 mod cluster;
-mod corpus;
 mod faults;
 mod history;
 mod knobs;
 mod mutants;
 mod nemesis;
 mod observer;
-mod plan_file;
 mod quiet;
 mod record;
 mod run;
-mod shrink;
 mod sync_book;
+mod system;
 mod tally;
 mod wire;
 mod workload;
@@ -62,18 +60,16 @@ pub use crate::cluster::{
     find_owner_key, setup_in_process_cluster, setup_in_process_cluster_mutant,
     setup_in_process_cluster_rf,
 };
-pub use crate::corpus::{CorpusEntry, CorpusError, parse_corpus};
 pub use crate::faults::{
-    EPISODES_PER_KIND_MAX, Episode, Fault, FaultPlan, JOINS_PER_RUN_MAX, LinkTail,
-    ParseProfileError, Profile, TAIL_LATENCY_MS_MAX,
+    CacheFault, CacheKind, Episode, Fault, FaultPlan, JOINS_PER_RUN_MAX, ParseProfileError,
+    Profile, draw_plan, join_count,
 };
 pub use crate::history::{History, MemoryLoss, Op, OpKind, Outcome};
 pub use crate::knobs::{Knobs, RepairPath};
 pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
 pub use crate::observer::{REPLICATION_BOUND, SAMPLE_INTERVAL};
-pub use crate::plan_file::{PlanFileError, parse_plan_file, write_plan_file};
 pub use crate::quiet::{QuietWindows, SETTLE, Window};
-pub use crate::record::{CLIENTS_MAX, PHASE_SECONDS_MAX, RecordError, RunRecord};
-pub use crate::run::{Liveness, RunConfig, RunReport, Verdict, run};
-pub use crate::shrink::{SHRINK_RUNS_MAX, ShrinkReport, shrink};
+pub use crate::record::CLIENTS_MAX;
+pub use crate::run::{CacheWorld, Liveness};
+pub use crate::system::{CacheOutcome, CacheSystem, record, run};
 pub use crate::workload::{VALUE_PAD_MAX, WORKLOAD_KEYS_MAX, WorkloadConfig};

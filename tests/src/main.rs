@@ -7,9 +7,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
-mod merge_cli;
-mod sweep_cli;
-mod sweep_output;
 
 fn main() -> std::process::ExitCode {
     cli::main()

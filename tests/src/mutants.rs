@@ -2,10 +2,10 @@
 //! a seed fails, and the failure is shrunk.
 
 use cache::Mutant;
+use sim_harness::{Plan, Record, Verdict, shrink};
 
-use crate::faults::Profile;
-use crate::run::{RunConfig, Verdict, run};
-use crate::shrink::shrink;
+use crate::faults::{CacheFault, Profile};
+use crate::system::{CacheSystem, record, run};
 
 /// What sweeping one mutant found.
 #[derive(Clone, Debug)]
@@ -18,8 +18,8 @@ pub struct MutantReport {
     pub seeds_run: u64,
     /// The failing run's verdict.
     pub verdict: Option<Verdict>,
-    /// The shrunk run (its plan explicit), when shrinking was asked for and worked.
-    pub shrunk: Option<RunConfig>,
+    /// The shrunk run and its plan, when shrinking was asked for and worked.
+    pub shrunk: Option<(Record, Plan<CacheFault>)>,
 }
 
 impl MutantReport {
@@ -28,7 +28,7 @@ impl MutantReport {
         match &self.verdict {
             Some(Verdict::Safety(violations) | Verdict::Liveness(violations)) => violations
                 .first()
-                .map_or_else(|| "?".to_string(), |violation| violation.check.name().to_string()),
+                .map_or_else(|| "?".to_string(), |violation| violation.check.clone()),
             Some(Verdict::Crash(_)) => "assertion (crash)".to_string(),
             Some(Verdict::Invalid(_)) => "invalid run".to_string(),
             Some(Verdict::Pass) | None => "-".to_string(),
@@ -48,17 +48,18 @@ pub fn sweep_mutant(mutant: Mutant, seed_count: u64, shrink_failure: bool) -> Mu
     let mut report =
         MutantReport { mutant, caught: None, seeds_run: 0, verdict: None, shrunk: None };
     for seed in 0..seed_count {
-        let config =
-            RunConfig { mutant: Some(mutant), ..RunConfig::new(seed, mutant_profile(seed)) };
-        let result = run(&config);
+        let profile = mutant_profile(seed);
+        let mut record = record(profile, seed);
+        record.knobs.push(("mutant", mutant.name().to_string()));
+        let result = run(&record);
         report.seeds_run += 1;
         if result.verdict.is_pass() {
             continue;
         }
-        report.caught = Some((seed, config.profile));
+        report.caught = Some((seed, profile));
         report.verdict = Some(result.verdict);
         if shrink_failure {
-            report.shrunk = shrink(&config).ok().map(|shrunk| shrunk.minimal);
+            report.shrunk = shrink(&CacheSystem, &record).ok().map(|shrunk| shrunk.minimal);
         }
         break;
     }

@@ -1,29 +1,29 @@
-//! One simulated run, end to end: a seed and a profile in, a verdict out.
+//! One cache run, in the three steps the harness calls (see `system.rs`):
 //!
-//! 1. A seed makes a `Sim`; per-seed cache options and the fault plan come from their
-//!    own forked streams ("config", "faults").
-//! 2. A cluster of cache nodes starts; client nodes run the workload.
-//! 3. Fault phase: the nemesis applies the plan while clients run.
-//! 4. Heal everything; clients go on into the quiet period, then probe every key at
-//!    QUORUM and ALL, then stop, and the cluster settles.
-//! 5. The checkers read the history and the stores: safety, then liveness.
+//! 1. [`build`]: per-seed cache options and consistency levels come from their own
+//!    forked streams ("options", "config"); a cluster of cache nodes starts, and
+//!    client nodes run the workload. (The harness drew the fault plan from "faults".)
+//! 2. [`drive`]: the nemesis applies the plan while clients run, sampling the stores;
+//!    then it heals everything, clients go on into the quiet period, probe every key
+//!    at QUORUM and ALL, and stop, and the cluster settles.
+//! 3. [`judge`]: the checkers read the history and the stores: safety, then liveness.
 
 use std::cell::{Cell, RefCell};
-use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
 use cache::{Consistency, Options};
 use sim::Sim;
-use sim::rand::{Ratio, RngExt, SimRng};
+use sim::net::RuleGuard;
+use sim::rand::{Ratio, RngExt};
 use sim::time::Instant;
+use sim_harness::{Action, Nemesis, Run, timeline};
 
-use crate::checker::{self, Availability, FinalState, Joined, Violation};
+use crate::checker::{self, FinalState, Joined, Violation};
 use crate::cluster::{DistCluster, setup_in_process_cluster_mutant};
-use crate::faults::{Fault, FaultPlan, Profile};
+use crate::faults::{CacheFault, Fault, FaultPlan, Profile};
 use crate::history::History;
 use crate::knobs::{Knobs, RepairPath};
-use crate::nemesis::{Action, Nemesis, timeline};
 use crate::observer::{
     FALSE_DEAD_LOSS_MAX, Observer, ObserverSettings, Outage, Outages, SAMPLE_INTERVAL,
 };
@@ -64,292 +64,49 @@ impl std::fmt::Display for Liveness {
     }
 }
 
-/// Virtual time any run may reach: a bound that only a hung run meets.
-const RUN_TIME_LIMIT: Duration = Duration::from_secs(3_600);
-
-/// What to run.
+/// What a run is, in the cache's terms.
 #[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// The seed.
-    pub seed: u64,
-    /// The fault profile.
-    pub profile: Profile,
+pub(crate) struct RunConfig {
     /// Cache nodes.
-    pub nodes: usize,
+    pub(crate) nodes: usize,
     /// Replication factor.
-    pub replication: usize,
+    pub(crate) replication: usize,
     /// The workload.
-    pub workload: WorkloadConfig,
+    pub(crate) workload: WorkloadConfig,
     /// How long faults are injected (clients run meanwhile).
-    pub fault_phase: Duration,
+    pub(crate) fault_phase: Duration,
     /// How long the healed cluster settles before the liveness checks.
-    pub quiet: Duration,
-    /// A plan to run instead of the one the seed draws (replays of shrunk plans).
-    pub plan: Option<FaultPlan>,
-    /// Capture the run's trace (`SIM_LOG` filter, or `info`).
-    pub trace: bool,
-    /// Keep the first this many simulation events (0: none), for determinism checks.
-    pub event_log: usize,
+    pub(crate) quiet: Duration,
     /// A planted bug every cache node runs with (`cachesim mutants`).
-    pub mutant: Option<cache::Mutant>,
+    pub(crate) mutant: Option<cache::Mutant>,
     /// Which nodes must converge after the fault phase.
-    pub liveness: Liveness,
+    pub(crate) liveness: Liveness,
 }
+
+/// Cache nodes in every run.
+pub(crate) const NODE_COUNT: usize = 5;
+/// The replication factor of every run.
+const REPLICATION: usize = 3;
 
 impl RunConfig {
-    /// Checks the configuration.
-    ///
-    /// # Errors
-    ///
-    /// Fewer than 2 nodes, a replication factor out of `1..=nodes`, no client, or a
-    /// fault phase shorter than a second.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.nodes < 2 || self.nodes > crate::cluster::CLUSTER_NODES_MAX {
-            return Err(format!(
-                "invalid node count {}: expected 2 to {}",
-                self.nodes,
-                crate::cluster::CLUSTER_NODES_MAX
-            ));
+    /// The cache's view of `run`: its knobs (checked when the record was parsed)
+    /// applied to the profile's defaults.
+    pub(crate) fn of(run: &Run<CacheFault>) -> RunConfig {
+        let profile: Profile = run.record.profile.parse().unwrap_or(Profile::Swarm);
+        let mut workload = WorkloadConfig::for_profile(profile);
+        if let Some(clients) = run.knob("clients").and_then(|clients| clients.parse().ok()) {
+            workload.clients = clients;
         }
-        if self.replication == 0 || self.replication > self.nodes {
-            return Err(format!(
-                "invalid replication factor {}: expected 1 to {}",
-                self.replication, self.nodes
-            ));
-        }
-        if self.workload.clients == 0 || self.workload.keys == 0 {
-            return Err("a run needs at least one client and one key".to_string());
-        }
-        if self.fault_phase < Duration::from_secs(1) {
-            return Err(format!(
-                "invalid fault phase {:?}: expected at least 1 s",
-                self.fault_phase
-            ));
-        }
-        Ok(())
-    }
-
-    /// The defaults for `seed` and `profile`: 5 nodes, replication 3, 3 clients,
-    /// 20 s of faults, 40 s of quiet.
-    pub fn new(seed: u64, profile: Profile) -> RunConfig {
         RunConfig {
-            seed,
-            profile,
-            nodes: 5,
-            replication: 3,
-            workload: WorkloadConfig::for_profile(profile),
-            fault_phase: Duration::from_secs(20),
-            quiet: Duration::from_secs(40),
-            plan: None,
-            trace: false,
-            event_log: 0,
-            mutant: None,
-            liveness: Liveness::All,
+            nodes: NODE_COUNT,
+            replication: REPLICATION,
+            workload,
+            fault_phase: run.fault_phase,
+            quiet: run.quiet,
+            mutant: run.knob("mutant").and_then(|mutant| mutant.parse().ok()),
+            liveness: run.knob("liveness").and_then(|mode| mode.parse().ok()).unwrap_or_default(),
         }
     }
-}
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every check held.
-    Pass,
-    /// A safety clause broke.
-    Safety(Vec<Violation>),
-    /// Safety held, but the cluster did not converge after healing.
-    Liveness(Vec<Violation>),
-    /// The simulation itself failed: a panic (a cache assertion), a deadlock or a limit.
-    Crash(String),
-    /// The harness could not run it: the configuration is invalid (the system under
-    /// test is not at fault).
-    Invalid(String),
-}
-
-impl Verdict {
-    /// Whether the run passed.
-    pub fn is_pass(&self) -> bool {
-        matches!(self, Verdict::Pass)
-    }
-
-    /// A short name: pass, safety, liveness or crash.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Safety(_) => "safety",
-            Verdict::Liveness(_) => "liveness",
-            Verdict::Crash(_) => "crash",
-            Verdict::Invalid(_) => "invalid",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Pass => write!(f, "pass"),
-            Verdict::Safety(violations) | Verdict::Liveness(violations) => {
-                let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-                for violation in violations {
-                    *counts.entry(violation.check.name()).or_default() += 1;
-                }
-                let counts: Vec<String> =
-                    counts.iter().map(|(check, count)| format!("{check} {count}")).collect();
-                write!(
-                    f,
-                    "{} failure: {} violation(s) ({})",
-                    self.kind(),
-                    violations.len(),
-                    counts.join(", ")
-                )?;
-                for violation in violations.iter().take(10) {
-                    write!(f, "\n  {violation}")?;
-                }
-                Ok(())
-            }
-            Verdict::Crash(error) => write!(f, "crash: {error}"),
-            Verdict::Invalid(problem) => write!(f, "invalid run, not run: {problem}"),
-        }
-    }
-}
-
-/// What a run did and how it ended.
-#[derive(Clone, Debug)]
-pub struct RunReport {
-    /// The seed.
-    pub seed: u64,
-    /// The profile.
-    pub profile: Profile,
-    /// The faults injected.
-    pub plan: FaultPlan,
-    /// The consistency levels drawn for the run (read, write).
-    pub consistency: (Consistency, Consistency),
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Client operations issued.
-    pub operations: usize,
-    /// How the operations ended.
-    pub availability: Availability,
-    /// The cache options the seed drew.
-    pub knobs: Knobs,
-    /// Whether buggify was on.
-    pub buggify: bool,
-    /// Simulated events (the fingerprint's event count).
-    pub events: u64,
-    /// Virtual time simulated.
-    pub virtual_time: Duration,
-    /// The run's fingerprint.
-    pub fingerprint: u64,
-    /// A digest of the run's history (every operation, outcome and memory loss): two
-    /// runs of one record with the same fingerprint and a different history digest
-    /// differ in what the harness saw.
-    pub history_digest: u64,
-    /// The captured trace, when asked for.
-    pub trace: Option<String>,
-    /// The history of client operations, when the trace was asked for.
-    pub history: Option<History>,
-    /// The first events of the run, when asked for.
-    pub event_log: Vec<sim::Event>,
-    /// The liveness mode it ran with.
-    pub liveness: Liveness,
-    /// The fault phase and quiet period it ran with.
-    pub phases: (Duration, Duration),
-    /// The named assertions and coverage points the run met (the cache's
-    /// [`cache::COVERAGE_POINTS`] among them), with their counts.
-    pub coverage: sim::Coverage,
-}
-
-/// Runs one seed. An invalid configuration ends as [`Verdict::Invalid`] naming the
-/// problem (see [`RunConfig::validate`]), without running; a panic anywhere in the run
-/// (a task's, or a destructor's during a kill, a restart or the end) as
-/// [`Verdict::Crash`] with the panic's message: a run never unwinds into its caller.
-pub fn run(config: &RunConfig) -> RunReport {
-    if let Err(problem) = config.validate() {
-        return report_without_run(config, Verdict::Invalid(problem));
-    }
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_valid(config)));
-    ran.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with no message".to_string());
-        report_without_run(config, Verdict::Crash(format!("panic outside a task: {message}")))
-    })
-}
-
-/// The report of a run that did not run to its end, with what its seed draws.
-fn report_without_run(config: &RunConfig, verdict: Verdict) -> RunReport {
-    let sim = Sim::builder().seed(config.seed).build();
-    RunReport {
-        seed: config.seed,
-        profile: config.profile,
-        plan: config.plan.clone().unwrap_or_default(),
-        consistency: draw_consistency(&sim),
-        verdict,
-        operations: 0,
-        availability: Availability::default(),
-        knobs: Knobs::draw(&mut sim.fork_rng("options")),
-        buggify: buggify_drawn(config),
-        events: 0,
-        virtual_time: Duration::ZERO,
-        fingerprint: 0,
-        history_digest: 0,
-        trace: None,
-        history: None,
-        event_log: Vec::new(),
-        liveness: config.liveness,
-        phases: (config.fault_phase, config.quiet),
-        coverage: sim::Coverage::new(),
-    }
-}
-
-fn run_valid(config: &RunConfig) -> RunReport {
-    let trace = if config.trace { sim::Trace::FromEnv } else { sim::Trace::Off };
-    let buggify = buggify_drawn(config);
-    let builder = Sim::builder().seed(config.seed).time_limit(RUN_TIME_LIMIT).trace(trace);
-    let builder = builder.buggify(buggify).capture_trace(config.trace);
-    let mut sim = builder.event_log(config.event_log).build();
-    let consistency = draw_consistency(&sim);
-    let knobs = Knobs::draw(&mut sim.fork_rng("options"));
-    let phase_ms = u64::try_from(config.fault_phase.as_millis()).unwrap_or(u64::MAX);
-    let plan = config.plan.clone().unwrap_or_else(|| {
-        FaultPlan::draw(config.profile, &mut sim.fork_rng("faults"), config.nodes, phase_ms)
-    });
-    let history = Rc::new(RefCell::new(History::default()));
-    let setting = Setting { config, consistency, knobs: &knobs, plan: &plan, buggify };
-    let verdict = match drive(&mut sim, &setting, &history) {
-        Ok(verdict) => verdict,
-        Err(error) => Verdict::Crash(error),
-    };
-    let history = history.borrow();
-    RunReport {
-        seed: config.seed,
-        profile: config.profile,
-        plan,
-        consistency,
-        verdict,
-        operations: history.ops.len(),
-        availability: Availability::of(&history),
-        knobs,
-        buggify,
-        events: sim.event_count(),
-        virtual_time: sim.elapsed(),
-        fingerprint: sim.fingerprint(),
-        history_digest: sim::fingerprint::digest(&*history),
-        trace: sim.take_trace(),
-        history: config.trace.then(|| history.clone()),
-        event_log: sim.event_log(),
-        liveness: config.liveness,
-        phases: (config.fault_phase, config.quiet),
-        coverage: sim.coverage(),
-    }
-}
-
-/// Whether buggify is on for the run: for a quarter of swarm seeds, from the seed's own
-/// "buggify" stream (drawn before the simulation exists, which needs to know).
-fn buggify_drawn(config: &RunConfig) -> bool {
-    config.profile == Profile::Swarm
-        && SimRng::forked(config.seed, "buggify").chance(Ratio::new(1, 4))
 }
 
 /// The read and write consistency of a run, from its own stream.
@@ -359,31 +116,81 @@ fn draw_consistency(sim: &Sim) -> (Consistency, Consistency) {
     (*rng.choose(&levels).expect("levels"), *rng.choose(&levels).expect("levels"))
 }
 
-/// What one run was set up with.
-struct Setting<'a> {
-    config: &'a RunConfig,
-    consistency: (Consistency, Consistency),
-    knobs: &'a Knobs,
-    plan: &'a FaultPlan,
-    buggify: bool,
+/// The cache built on one simulation: the cluster, its clients' history, the books
+/// the harness keeps at the wire, and (once driven) the end state.
+pub struct CacheWorld {
+    pub(crate) config: RunConfig,
+    pub(crate) consistency: (Consistency, Consistency),
+    pub(crate) knobs: Knobs,
+    pub(crate) cluster: Rc<DistCluster>,
+    pub(crate) history: Rc<RefCell<History>>,
+    phase: Rc<Cell<ClientPhase>>,
+    wire: Rc<RefCell<WireBook>>,
+    sync: Rc<RefCell<SyncBook>>,
+    /// The rules that feed the books: kept until the verdict.
+    _watching: (RuleGuard, RuleGuard),
+    ended: Option<Ended>,
+}
+
+impl std::fmt::Debug for CacheWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheWorld").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Builds the cluster and starts the clients.
+pub(crate) fn build(sim: &mut Sim, run: &Run<CacheFault>) -> Result<CacheWorld, String> {
+    let config = RunConfig::of(run);
+    let consistency = draw_consistency(sim);
+    let knobs = Knobs::draw(&mut sim.fork_rng("options"));
+    let options =
+        Options::builder().read_consistency(consistency.0).write_consistency(consistency.1);
+    let options = knobs.apply(options);
+    // Installed before any node starts (a node's first syncs are booked too); kept
+    // until the verdict.
+    let (wire, watching_wire) = WireBook::install(&sim.handle());
+    let cluster = setup_in_process_cluster_mutant(
+        sim,
+        config.nodes,
+        config.replication,
+        options,
+        config.mutant,
+    );
+    let cluster = Rc::new(cluster.map_err(|e| e.to_string())?);
+    let (sync, watching_syncs) = SyncBook::install(&sim.handle(), &cluster);
+    let history = Rc::new(RefCell::new(History::default()));
+    let phase = Rc::new(Cell::new(ClientPhase::Workload));
+    start_clients(sim, &cluster, &history, &phase, &config.workload)?;
+    Ok(CacheWorld {
+        config,
+        consistency,
+        knobs,
+        cluster,
+        history,
+        phase,
+        wire,
+        sync,
+        _watching: (watching_wire, watching_syncs),
+        ended: None,
+    })
 }
 
 /// Runs the simulation forward, sampling the stores every [`SAMPLE_INTERVAL`].
-struct Driver<'a> {
-    cluster: &'a DistCluster,
-    history: &'a Rc<RefCell<History>>,
+struct Driver {
+    cluster: Rc<DistCluster>,
+    history: Rc<RefCell<History>>,
     observer: Observer,
     next_sample: Instant,
 }
 
-impl Driver<'_> {
+impl Driver {
     fn advance_to(&mut self, sim: &mut Sim, target: Instant) -> Result<(), String> {
         while sim.now() < target {
             let until = target.min(self.next_sample);
             sim.run_for(until - sim.now()).map_err(|e| e.to_string())?;
             if sim.now() >= self.next_sample {
                 let now_ns = sim.now().as_nanos();
-                self.observer.sample(now_ns, self.cluster, &self.history.borrow());
+                self.observer.sample(now_ns, &self.cluster, &self.history.borrow());
                 self.next_sample += SAMPLE_INTERVAL;
             }
         }
@@ -391,109 +198,110 @@ impl Driver<'_> {
     }
 }
 
-fn drive(
-    sim: &mut Sim,
-    setting: &Setting<'_>,
-    history: &Rc<RefCell<History>>,
-) -> Result<Verdict, String> {
-    let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let options = Options::builder()
-        .read_consistency(setting.consistency.0)
-        .write_consistency(setting.consistency.1);
-    let options = knobs.apply(options);
-    // Installed before any node starts (a node's first syncs are booked too); kept
-    // until the verdict.
-    let (wire, _watching) = WireBook::install(&sim.handle());
-    let cluster = Rc::new(
-        setup_in_process_cluster_mutant(
-            sim,
-            config.nodes,
-            config.replication,
-            options,
-            config.mutant,
-        )
-        .map_err(|e| e.to_string())?,
-    );
-    let (sync, _watching_syncs) = SyncBook::install(&sim.handle(), &cluster);
-    let phase = Rc::new(Cell::new(ClientPhase::Workload));
-    start_clients(sim, &cluster, history, &phase, &config.workload)?;
+/// The run's phases, in absolute virtual time.
+struct Phases {
+    start: Instant,
+    heal: Instant,
+    end: Instant,
+    /// Where quiet ends: the heal in majority mode (a minority stays cut off), else
+    /// the end of the probes.
+    quiet_end: Instant,
+}
+
+/// Drives the run: the fault phase, the heal, the quiet period and the probes.
+pub(crate) fn drive(sim: &mut Sim, world: &mut CacheWorld, plan: &FaultPlan) -> Result<(), String> {
+    let config = world.config.clone();
     let start = sim.now();
     let heal = start + config.fault_phase;
     let end = heal + config.quiet;
-    // In majority mode a minority stays cut off after the heal: nothing is quiet then,
-    // and nothing is probed. Else the quiet lasts to the end of the probes.
     let quiet_end =
         if config.liveness == Liveness::Majority { heal } else { end + PROBE_PHASE_MAX };
+    let phases = Phases { start, heal, end, quiet_end };
     let windows =
         QuietWindows::new(plan, start.as_nanos(), heal.as_nanos(), quiet_end.as_nanos(), SETTLE);
-    let settings = ObserverSettings {
-        replication: config.replication,
-        read_repair: knobs.runs(RepairPath::ReadRepair),
-        tombstones_collected: knobs.collects_tombstones(),
-        detector_bound: DETECTOR_BOUND,
-        alive_until_ns: if loss_only(plan) { quiet_end.as_nanos() } else { 0 },
-    };
-    let outages = outages(plan, &cluster.ids(), start.as_nanos());
-    let observer = Observer::new(settings, windows.clone(), outages);
-    let mut driver =
-        Driver { cluster: &cluster, history, observer, next_sample: start + SAMPLE_INTERVAL };
+    let mut driver = driver(world, plan, &phases, windows.clone());
     // Fault phase.
     let mut nemesis = Nemesis::new();
-    let joins = fault_phase(sim, &mut driver, &mut nemesis, plan, start)?;
+    let joins = fault_phase(sim, &mut driver, &mut nemesis, world, plan, start)?;
     driver.advance_to(sim, heal)?;
     // Heal; clients go on into the quiet window that opens after it, then stop, and
     // the cluster settles.
-    nemesis.heal_all(sim, &cluster)?;
-    let converging = converging_nodes(sim, &cluster, config)?;
-    let clients_stop = if quiet_end == heal { heal } else { heal + config.quiet / 2 };
+    nemesis.heal_all(sim, world)?;
+    let converging = converging_nodes(sim, &world.cluster, &config)?;
+    let majority = converging.1.clone();
+    let (state, hints_left) = quiet_and_probes(sim, &mut driver, world, &phases, majority)?;
+    let Driver { observer, .. } = driver;
+    let ended_ns = sim.now().as_nanos();
+    world.ended = Some(Ended { observer, windows, converging, state, ended_ns, joins, hints_left });
+    Ok(())
+}
+
+fn driver(world: &CacheWorld, plan: &FaultPlan, phases: &Phases, windows: QuietWindows) -> Driver {
+    let settings = ObserverSettings {
+        replication: world.config.replication,
+        read_repair: world.knobs.runs(RepairPath::ReadRepair),
+        tombstones_collected: world.knobs.collects_tombstones(),
+        detector_bound: DETECTOR_BOUND,
+        alive_until_ns: if loss_only(plan) { phases.quiet_end.as_nanos() } else { 0 },
+    };
+    let outages = outages(plan, &world.cluster.ids(), phases.start.as_nanos());
+    Driver {
+        cluster: Rc::clone(&world.cluster),
+        history: Rc::clone(&world.history),
+        observer: Observer::new(settings, windows, outages),
+        next_sample: phases.start + SAMPLE_INTERVAL,
+    }
+}
+
+/// After the heal: clients run on, go idle, the cluster settles; the end state (of
+/// `majority` only, if given) is read before the probes write every key, which would
+/// repair what the repair paths failed to.
+fn quiet_and_probes(
+    sim: &mut Sim,
+    driver: &mut Driver,
+    world: &mut CacheWorld,
+    phases: &Phases,
+    majority: Option<Vec<cache::NodeId>>,
+) -> Result<(FinalState, Vec<(cache::NodeId, usize)>), String> {
+    let (heal, quiet_end) = (phases.heal, phases.quiet_end);
+    let clients_stop = if quiet_end == heal { heal } else { heal + world.config.quiet / 2 };
     driver.advance_to(sim, clients_stop)?;
-    phase.set(if quiet_end == heal { ClientPhase::Stop } else { ClientPhase::Idle });
-    driver.advance_to(sim, end)?;
-    // The end state, read before the probes write every key (which would repair what
-    // the repair paths failed to).
-    let (state, hints_left) = end_state(&cluster, converging.1.as_deref());
-    sync.borrow_mut().settle(sim.now().as_nanos());
+    world.phase.set(if quiet_end == heal { ClientPhase::Stop } else { ClientPhase::Idle });
+    driver.advance_to(sim, phases.end)?;
+    let end_state = end_state(&world.cluster, majority.as_deref());
+    world.sync.borrow_mut().settle(sim.now().as_nanos());
     if quiet_end != heal {
-        probe(sim, &mut driver, &phase, &config.workload)?;
+        probe(sim, driver, &world.phase, &world.config.workload)?;
     }
     // The last sample, at the very end, whatever the sampling grid.
-    driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
-    let (observer, ended_ns) = (driver.observer, sim.now().as_nanos());
-    let ended = Ended {
-        cluster: &cluster,
-        observer,
-        windows,
-        converging,
-        wire,
-        sync,
-        state,
-        ended_ns,
-        joins,
-        hints_left,
-    };
-    Ok(judge(setting, &history.borrow(), ended))
+    driver.observer.sample(sim.now().as_nanos(), &world.cluster, &world.history.borrow());
+    Ok(end_state)
 }
 
 /// Applies the plan's steps in time, sampling the stores meanwhile; returns the nodes
 /// that joined, with the keys live before each.
 fn fault_phase(
     sim: &mut Sim,
-    driver: &mut Driver<'_>,
+    driver: &mut Driver,
     nemesis: &mut Nemesis,
+    world: &mut CacheWorld,
     plan: &FaultPlan,
     start: Instant,
 ) -> Result<Vec<Joined>, String> {
-    let (cluster, history) = (driver.cluster, driver.history);
+    let (cluster, history) = (Rc::clone(&driver.cluster), Rc::clone(&driver.history));
     let mut joins = Vec::new();
     for step in timeline(plan) {
         driver.advance_to(sim, start + Duration::from_millis(step.at_ms))?;
-        let joining = matches!(step.action, Action::Apply(Fault::Join));
-        let keys_before = joining.then(|| Joined::live_keys(cluster));
+        let joining = matches!(step.action, Action::Apply(Fault::Custom(CacheFault::Join)));
+        let keys_before = joining.then(|| Joined::live_keys(&cluster));
         // The stores just before a node loses its memory: what it held there vouches.
-        if matches!(step.action, Action::Apply(Fault::Crash { .. } | Fault::Drain { .. })) {
-            driver.observer.sample(sim.now().as_nanos(), cluster, &history.borrow());
+        if matches!(
+            step.action,
+            Action::Apply(Fault::Crash { .. } | Fault::Custom(CacheFault::Drain { .. }))
+        ) {
+            driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
         }
-        nemesis.step(sim, cluster, &mut history.borrow_mut(), &step)?;
+        nemesis.step(sim, world, &step)?;
         let joined = history.borrow().joins.get(joins.len()).cloned();
         if let (Some((node, at_ns)), Some(keys_before)) = (joined, keys_before) {
             joins.push(Joined { node, at_ns, keys_before });
@@ -529,7 +337,7 @@ const PROBE_PHASE_MAX: Duration = Duration::from_secs(30);
 /// then ALL; runs until every probe has ended or [`PROBE_PHASE_MAX`].
 fn probe(
     sim: &mut Sim,
-    driver: &mut Driver<'_>,
+    driver: &mut Driver,
     phase: &Cell<ClientPhase>,
     workload: &WorkloadConfig,
 ) -> Result<(), String> {
@@ -552,14 +360,10 @@ fn probe(
 const PROBE_POLL: Duration = Duration::from_millis(100);
 
 /// What a run leaves for the checkers.
-struct Ended<'a> {
-    cluster: &'a DistCluster,
+struct Ended {
     observer: Observer,
     windows: QuietWindows,
     converging: (cache::Ring, Option<Vec<cache::NodeId>>),
-    wire: Rc<RefCell<WireBook>>,
-    /// Anti-entropy's promises in each direction.
-    sync: Rc<RefCell<SyncBook>>,
     /// The stores at the end of the quiet period, before the probes.
     state: FinalState,
     /// When the run ended (virtual ns).
@@ -570,21 +374,46 @@ struct Ended<'a> {
     hints_left: Vec<(cache::NodeId, usize)>,
 }
 
-/// The verdict: safety clauses first, then liveness.
-fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict {
-    let (config, knobs, plan) = (setting.config, setting.knobs, setting.plan);
-    let Ended {
-        cluster,
-        observer,
-        windows,
-        converging,
-        wire,
-        sync,
-        state,
-        ended_ns,
-        joins,
-        hints_left,
-    } = ended;
+/// The violations of a driven run, as the harness reports them: the safety clauses'
+/// if any broke, else the liveness clauses'.
+pub(crate) fn judge(world: &mut CacheWorld, run: &Run<CacheFault>) -> Vec<sim_harness::Violation> {
+    let Some(ended) = world.ended.take() else {
+        let problem = "the run ended before its checks: drive did not finish";
+        return vec![sim_harness::Violation::liveness("not-judged", problem)];
+    };
+    let setting = Setting { world, plan: &run.plan, buggify: run.buggify };
+    let (class, violations) = match clauses(&setting, &world.history.borrow(), ended) {
+        Ok(liveness) => (sim_harness::Class::Liveness, liveness),
+        Err(safety) => (sim_harness::Class::Safety, safety),
+    };
+    violations
+        .into_iter()
+        .map(|violation| {
+            let mut message = violation.message;
+            for op in &violation.ops {
+                message.push_str(&format!("\n      {op}"));
+            }
+            sim_harness::Violation { check: violation.check.name().to_string(), class, message }
+        })
+        .collect()
+}
+
+/// What one run was set up with.
+struct Setting<'a> {
+    world: &'a CacheWorld,
+    plan: &'a FaultPlan,
+    buggify: bool,
+}
+
+/// The broken clauses: `Err` with the safety ones if any, else the liveness ones.
+fn clauses(
+    setting: &Setting<'_>,
+    history: &History,
+    ended: Ended,
+) -> Result<Vec<Violation>, Vec<Violation>> {
+    let (config, knobs, plan) = (&setting.world.config, &setting.world.knobs, setting.plan);
+    let (cluster, wire, sync) = (&*setting.world.cluster, &setting.world.wire, &setting.world.sync);
+    let Ended { observer, windows, converging, state, ended_ns, joins, hints_left } = ended;
     let mut safety = checker::phantom_reads(history);
     safety.extend(crate::bad_input::bad_input_accepted(&history.bad_inputs));
     safety.extend(checker::under_replicated(
@@ -604,7 +433,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
         });
     safety.extend(over_time);
     if !safety.is_empty() {
-        return Verdict::Safety(safety);
+        return Err(safety);
     }
     // Buggify's fault points slow requests down and fail them on purpose, so a run
     // with buggify on promises no availability.
@@ -641,7 +470,7 @@ fn judge(setting: &Setting<'_>, history: &History, ended: Ended<'_>) -> Verdict 
             liveness.extend(checker::rebalance_missing(&joins, history, end, cluster, wire));
         }
     }
-    if liveness.is_empty() { Verdict::Pass } else { Verdict::Liveness(liveness) }
+    Ok(liveness)
 }
 
 /// How soon after a read's answer its read repairs leave: the slowest owner's answer
@@ -677,7 +506,7 @@ fn outages(plan: &FaultPlan, ids: &[cache::NodeId], start_ns: u64) -> Outages {
         let (list, node) = match episode.fault {
             Fault::Crash { node } => (&mut crashes, node),
             Fault::Pause { node } => (&mut pauses, node),
-            Fault::Drain { node } => (&mut restarts, node),
+            Fault::Custom(CacheFault::Drain { node }) => (&mut restarts, node),
             _ => continue,
         };
         list.push(Outage {
@@ -729,7 +558,7 @@ fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
     let crashed = plan
         .episodes
         .iter()
-        .any(|episode| matches!(episode.fault, Fault::Crash { .. } | Fault::Drain { .. }));
+        .any(|e| matches!(e.fault, Fault::Crash { .. } | Fault::Custom(CacheFault::Drain { .. })));
     !crashed && !hints_lost(cluster)
 }
 

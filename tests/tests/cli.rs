@@ -35,7 +35,7 @@ fn bad_input_exits_2_with_what_is_wrong() {
         (&["sweep", "--jobs", "0"], "--jobs 0 runs nothing"),
         (&["sweep", "--jobs", "100000"], "too many"),
         (&["sweep", "--fault-seconds", "86400"], "expected 1 to 600 seconds"),
-        (&["sweep", "--quiet-seconds", "-1"], "not a whole number"),
+        (&["sweep", "--quiet-seconds", "-1"], "expected a whole number"),
         (&["sweep", "--count", "x"], "not a whole number"),
         (&["sweep", "--seeds", "0..3", "--seed", "7"], "cannot be used with"),
         (&["sweep", "--seeds", "5..5"], "expected A..B"),

@@ -1,16 +1,22 @@
 //! The harness end to end: a run is a pure function of its seed, the no-fault
 //! baseline passes, and a shrunk plan replays to the same failure kind.
 
-use cachesim::{Profile, RunConfig, parse_plan_file, run, write_plan_file};
+use cachesim::{CacheOutcome, CacheSystem, Profile, record, run};
+use sim_harness::{Capture, parse_plan_file, write_plan_file};
+
+fn operations(report: &sim_harness::Report<cachesim::CacheFault>) -> u64 {
+    CacheOutcome::of(report).map_or(0, |outcome| outcome.operations)
+}
 
 #[test]
 fn a_run_is_a_pure_function_of_its_seed() {
     for profile in [Profile::None, Profile::Swarm] {
         for seed in 0..3 {
-            let config = RunConfig::new(seed, profile);
+            let config = record(profile, seed);
             let (first, second) = (run(&config), run(&config));
             assert_eq!(first.fingerprint, second.fingerprint, "{profile} {seed}");
-            assert_eq!((first.events, first.operations), (second.events, second.operations));
+            assert_eq!((first.events, first.digest), (second.events, second.digest));
+            assert_eq!(operations(&first), operations(&second));
             assert_eq!(first.verdict, second.verdict);
             assert_eq!(first.plan, second.plan);
         }
@@ -30,8 +36,8 @@ fn pinned_runs_keep_the_meaning_of_a_seed() {
         (0xb2f1_5459_c484_c916, 0x876b_ae98_060f_39d8),
     ];
     let actual = [0, 1, 2].map(|seed| {
-        let report = run(&RunConfig::new(seed, Profile::Swarm));
-        (report.fingerprint, report.history_digest)
+        let report = run(&record(Profile::Swarm, seed));
+        (report.fingerprint, report.digest)
     });
     assert_eq!(actual, pinned, "(fingerprint, history digest) of swarm 0, 1, 2: {actual:#x?}");
 }
@@ -39,19 +45,21 @@ fn pinned_runs_keep_the_meaning_of_a_seed() {
 #[test]
 fn the_no_fault_baseline_passes() {
     for seed in 0..6 {
-        let report = run(&RunConfig::new(seed, Profile::None));
+        let report = run(&record(Profile::None, seed));
         assert!(report.verdict.is_pass(), "seed {seed}: {}", report.verdict);
-        assert!(report.operations > 100, "seed {seed} ran only {} operations", report.operations);
+        let operations = operations(&report);
+        assert!(operations > 100, "seed {seed} ran only {operations} operations");
         assert!(report.plan.episodes.is_empty());
     }
 }
 
 #[test]
 fn a_written_plan_replays_the_same_run() {
-    let config = RunConfig::new(7, Profile::Swarm);
+    let config = record(Profile::Swarm, 7);
     let report = run(&config);
     let text = write_plan_file(&config, &report.plan, "test");
-    let replayed = run(&parse_plan_file(&text).unwrap());
+    let (parsed, plan) = parse_plan_file(&CacheSystem, &text).unwrap();
+    let replayed = sim_harness::run(&CacheSystem, &parsed, Some(&plan), Capture::default());
     assert_eq!(
         replayed.fingerprint, report.fingerprint,
         "an explicit plan equal to the drawn one is the same run"
@@ -62,14 +70,15 @@ fn a_written_plan_replays_the_same_run() {
 #[test]
 fn majority_liveness_mode_converges_without_the_minority() {
     for seed in 0..3 {
-        let config = RunConfig {
-            liveness: cachesim::Liveness::Majority,
-            ..RunConfig::new(seed, Profile::Swarm)
-        };
+        let config = cachesim_record("swarm", seed, "liveness=majority");
         let (first, second) = (run(&config), run(&config));
         assert!(first.verdict.is_pass(), "seed {seed}: {}", first.verdict);
         assert_eq!(first.fingerprint, second.fingerprint);
-        let all = run(&RunConfig::new(seed, Profile::Swarm));
+        let all = run(&record(Profile::Swarm, seed));
         assert_ne!(all.fingerprint, first.fingerprint, "the minority is cut off in majority mode");
     }
+}
+
+fn cachesim_record(profile: &str, seed: u64, knobs: &str) -> sim_harness::Record {
+    sim_harness::parse_record(&CacheSystem, &format!("{profile} {seed} {knobs}")).unwrap()
 }

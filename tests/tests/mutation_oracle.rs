@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use cachesim::{RunConfig, mutant_profile, run};
+use cachesim::{mutant_profile, record, run};
 
 /// Seeds the oracle runs unless `ORACLE_SEEDS` says otherwise: 50 of each of the 8
 /// profiles, ~20 s for a passing sweep in the dev profile on one core (~49 ms a seed).
@@ -60,7 +60,7 @@ fn sweep_passes_every_seed() {
                         break;
                     }
                     let profile = mutant_profile(seed);
-                    let report = run(&RunConfig::new(seed, profile));
+                    let report = run(&record(profile, seed));
                     ran.fetch_add(1, Ordering::Relaxed);
                     if !report.verdict.is_pass() {
                         stop.store(true, Ordering::Relaxed);

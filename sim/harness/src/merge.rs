@@ -1,6 +1,9 @@
-//! `cachesim merge`: the `--json` outputs of the shards of one sweep, combined into one
+//! `merge`: the `--json` outputs of the shards of one sweep, combined into one
 //! summary and one failure list, after checking that the shards cover the sweep's
 //! range exactly once.
+
+// The command line reports to its user on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,12 +12,12 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use crate::cli::{input_error, replay_command_text};
-use crate::sweep_output::{Failure, Summary};
+use crate::cli::input_error;
+use crate::sweep::{Failure, Summary};
 
 #[derive(Debug, Args)]
 pub(crate) struct MergeArgs {
-    /// The shards' outputs (`cachesim sweep --json --shard K/N > shard-K.json`).
+    /// The shards' outputs (`sweep --json --shard K/N > shard-K.json`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print JSON lines (as `sweep --json`) instead of the table.
@@ -102,7 +105,7 @@ fn check_cover(shards: &[Shard]) -> Result<(u64, u64), String> {
     Ok(first.range)
 }
 
-pub(crate) fn merge(args: &MergeArgs) -> ExitCode {
+pub(crate) fn merge<S: crate::System>(system: &S, args: &MergeArgs) -> ExitCode {
     let shards: Result<Vec<Shard>, String> = args.files.iter().map(read_shard).collect();
     let shards = match shards {
         Ok(shards) => shards,
@@ -125,21 +128,6 @@ pub(crate) fn merge(args: &MergeArgs) -> ExitCode {
         failures.extend(shard.failures.iter().cloned());
     }
     failures.sort_by_key(|failure| failure.seed);
-    if args.json {
-        for failure in &failures {
-            println!("{}", failure.to_json());
-        }
-        println!("{}", merged.to_json());
-    } else {
-        merged.print();
-        for failure in &failures {
-            println!(
-                "\nFAILED {}: {}\n  replay: {}",
-                failure.record,
-                failure.message,
-                replay_command_text(&failure.record)
-            );
-        }
-    }
+    crate::commands::print_sweep(system, &merged, &failures, args.json);
     if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
