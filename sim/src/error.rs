@@ -53,6 +53,13 @@ pub enum ErrorKind {
         /// How many nodes exist (ids are `0..count`).
         count: usize,
     },
+    /// No node has this name.
+    UnknownNodeName {
+        /// The name given.
+        name: String,
+        /// The names that exist.
+        known: Vec<String>,
+    },
     /// The main node cannot be killed, restarted or paused.
     MainNode {
         /// What was attempted.
@@ -191,6 +198,11 @@ impl fmt::Display for ErrorKind {
                     count.saturating_sub(1)
                 )
             }
+            ErrorKind::UnknownNodeName { name, known } => write!(
+                f,
+                "no node is named {name:?}: the nodes are {}; `node(name)` builds a new node, `node_by_name(name)` finds one",
+                known.join(", ")
+            ),
             ErrorKind::MainNode { action } => {
                 write!(f, "cannot {action} the main node: it runs the driving future")
             }

@@ -83,7 +83,11 @@ pub struct NodeBuilder<'a> {
     handle: &'a Handle,
     name: String,
     init: Option<InitFn>,
+    init_at: Option<InitAtFn>,
 }
+
+/// An init that is given the node's own address.
+type InitAtFn = Rc<dyn Fn(crate::net::Addr) -> Pin<Box<dyn Future<Output = ()>>>>;
 
 impl fmt::Debug for NodeBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,7 +97,7 @@ impl fmt::Debug for NodeBuilder<'_> {
 
 impl<'a> NodeBuilder<'a> {
     pub(crate) fn new(handle: &'a Handle, name: String) -> NodeBuilder<'a> {
-        NodeBuilder { handle, name, init: None }
+        NodeBuilder { handle, name, init: None, init_at: None }
     }
 
     /// The future the node runs when it starts and again after each restart. Every call
@@ -105,6 +109,43 @@ impl<'a> NodeBuilder<'a> {
     {
         self.init = Some(Rc::new(move || Box::pin(init()) as Pin<Box<dyn Future<Output = ()>>>));
         self
+    }
+
+    /// Like [`NodeBuilder::init`], for a node with an address of its own: a port is
+    /// reserved on the node when it is built ([`NodeBuilder::try_build_at`] returns
+    /// it), and every start, the first and each after a restart, is given that same
+    /// address to bind, so that peers that know it reach the node again after a
+    /// restart. (A port taken with `net::allocate_port` inside `init` is a new one at
+    /// each start.)
+    pub fn init_at<F, Fut>(mut self, init: F) -> NodeBuilder<'a>
+    where
+        F: Fn(crate::net::Addr) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.init_at =
+            Some(Rc::new(move |addr| Box::pin(init(addr)) as Pin<Box<dyn Future<Output = ()>>>));
+        self.init = None;
+        self
+    }
+
+    /// Creates the node, reserves its address, and starts its init future (as given to
+    /// [`NodeBuilder::init_at`]) with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeBuilder::try_build`].
+    #[track_caller]
+    pub fn try_build_at(mut self) -> Result<(NodeId, crate::net::Addr), SimError> {
+        let init_at = self.init_at.take();
+        let handle = self.handle;
+        let node = self.try_build()?;
+        let addr = handle.allocate_port(node).map_err(SimError::from)?;
+        if let Some(init_at) = init_at {
+            let init: InitFn = Rc::new(move || init_at(addr));
+            handle.shared.world.borrow_mut().nodes[node.index()].init = Some(init);
+            handle.shared.start_node(node, Location::caller());
+        }
+        Ok((node, addr))
     }
 
     /// Creates the node and starts its init future, if any.

@@ -200,9 +200,23 @@ impl Handle {
         Duration::from_nanos(self.shared.now_ns.get())
     }
 
-    /// Starts building a node named `name`.
+    /// Starts building a new node named `name` (a name already taken fails the
+    /// build); [`Handle::node_by_name`] finds an existing one.
     pub fn node(&self, name: impl Into<String>) -> NodeBuilder<'_> {
         NodeBuilder::new(self, name.into())
+    }
+
+    /// The node named `name`.
+    ///
+    /// # Errors
+    ///
+    /// When no node has that name; the error lists the names that exist.
+    pub fn node_by_name(&self, name: &str) -> Result<NodeId, SimError> {
+        self.node_id(name).ok_or_else(|| {
+            let known = self.shared.node_names.borrow().iter().map(|n| n.to_string()).collect();
+            let kind = ErrorKind::UnknownNodeName { name: name.to_string(), known };
+            SimError::new(self.seed(), self.shared.now_ns.get(), kind)
+        })
     }
 
     /// The node named `name`.

@@ -679,6 +679,8 @@ fn wrong_types_and_full_queues_are_counted_drops() {
                     while let Some((_, n)) = endpoint.try_recv().unwrap() {
                         queued.push(n);
                     }
+                    // The receiver sees what it never got.
+                    assert_eq!(endpoint.wrong_type_count(), 1);
                     queued
                 })
                 .unwrap();
@@ -703,6 +705,18 @@ fn wrong_types_and_full_queues_are_counted_drops() {
     assert_eq!(dropped.get(DropCause::QueueFull), 3);
     let trace = sim.take_trace().unwrap();
     assert_eq!(trace.matches("expects another message type").count(), 1, "{trace}");
+}
+
+#[test]
+fn nodes_are_found_by_name_and_an_unknown_name_lists_the_known_ones() {
+    let sim = Sim::new(3);
+    let (a, b) = (sim.node("a").build(), sim.node("b").build());
+    assert_eq!((sim.node_by_name("a").unwrap(), sim.node_by_name("b").unwrap()), (a, b));
+    let error = sim.node_by_name("c").unwrap_err().to_string();
+    assert!(error.contains("no node is named \"c\": the nodes are"), "{error}");
+    assert!(error.contains("a, b"), "{error}");
+    // `node` builds: a taken name is refused, never silently a second node.
+    assert!(sim.node("b").try_build().is_err());
 }
 
 #[test]
@@ -888,4 +902,34 @@ fn a_paused_node_receives_on_resume_and_rpc_messages_are_visible_to_rules() {
         })
         .unwrap();
     assert_eq!(results, [Ok(12), Err(RpcError::Timeout), Ok(14)]);
+}
+
+#[test]
+fn a_node_built_at_an_address_binds_it_again_after_each_restart() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut sim = Sim::new(21);
+    let bound: Rc<RefCell<Vec<Addr>>> = Rc::default();
+    let seen = Rc::clone(&bound);
+    let (node, addr) = sim
+        .node("server")
+        .init_at(move |addr| {
+            let seen = Rc::clone(&seen);
+            async move {
+                let endpoint = Endpoint::<u32>::bind(addr.port()).unwrap();
+                seen.borrow_mut().push(endpoint.local_addr());
+                std::future::pending::<()>().await;
+            }
+        })
+        .try_build_at()
+        .unwrap();
+    assert_eq!(addr.node(), node);
+    for _ in 0..2 {
+        sim.run_for(Duration::from_millis(1)).unwrap();
+        sim.kill(node).unwrap();
+        sim.restart(node).unwrap();
+    }
+    sim.run_for(Duration::from_millis(1)).unwrap();
+    // Every start bound the one address peers know.
+    assert_eq!(*bound.borrow(), vec![addr; 3]);
 }

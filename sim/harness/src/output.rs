@@ -107,10 +107,11 @@ impl Summary {
     }
 
     /// The coverage lines: how many points were reached, those never reached, the
-    /// rarest three.
+    /// rarest three (or a line saying there are no points).
     pub fn coverage_table(&self) -> String {
         let mut out = String::new();
         if self.coverage.is_empty() {
+            out.push_str("coverage: no point declared or reached (mark the states a good run reaches with sim::sometimes or sim::reachable)\n");
             return out;
         }
         let never = self.never_reached();

@@ -181,6 +181,13 @@ impl<M: Clone + Hash + 'static> Endpoint<M> {
         self.inbox.state.borrow_mut().queue_max = queue_max;
     }
 
+    /// Messages of another type than `M` sent to this endpoint, dropped at delivery
+    /// (and traced at warn): a receiver that sees this grow has a peer speaking another
+    /// protocol on its port.
+    pub fn wrong_type_count(&self) -> u64 {
+        self.inbox.state.borrow().wrong_type_count
+    }
+
     /// Whether the endpoint's node was killed.
     pub fn is_closed(&self) -> bool {
         self.socket.is_closed()
@@ -198,6 +205,8 @@ struct InboxState<M> {
     queue_max: usize,
     waiters: Vec<Waker>,
     closed: bool,
+    /// Messages of another type sent here, dropped.
+    wrong_type_count: u64,
 }
 
 impl<M> Inbox<M> {
@@ -207,6 +216,7 @@ impl<M> Inbox<M> {
             queue_max: QUEUE_MAX_DEFAULT,
             waiters: Vec::new(),
             closed: false,
+            wrong_type_count: 0,
         };
         Inbox { state: RefCell::new(state), _message: PhantomData }
     }
@@ -221,7 +231,10 @@ impl<M: 'static> Mailbox for Inbox<M> {
     ) -> Result<(), (DropCause, Box<dyn Any>)> {
         let mut state = self.state.borrow_mut();
         assert!(!state.closed, "a closed inbox is no longer in the port table");
-        let message = payload.downcast::<M>().map_err(|payload| (DropCause::WrongType, payload))?;
+        let message = payload.downcast::<M>().map_err(|payload| {
+            state.wrong_type_count += 1;
+            (DropCause::WrongType, payload)
+        })?;
         if state.queue.len() >= state.queue_max {
             return Err((DropCause::QueueFull, message as Box<dyn Any>));
         }
