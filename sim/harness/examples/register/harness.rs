@@ -118,9 +118,9 @@ async fn client(id: u32, replicas: Vec<Addr>, bug: Bug, history: Rc<RefCell<Vec<
     loop {
         sim::time::sleep(Duration::from_millis(sim::rand::range(0..50))).await;
         let invoked_ns = sim::time::Instant::now().as_nanos();
-        // Values are unique: the client, then how many operations came before.
+        // Values are unique: the client's number, then a count of all operations.
         let write = sim::rand::chance(sim::rand::Ratio::new(1, 2))
-            .then(|| (u64::from(id) << 32) | (history.borrow().len() as u64 + 1));
+            .then(|| (u64::from(id) + 1) * 1_000_000 + history.borrow().len() as u64 + 1);
         let index = history.borrow().len();
         history.borrow_mut().push(Op { client: id, write, invoked_ns, ended: None });
         let seen = match write {
@@ -129,6 +129,16 @@ async fn client(id: u32, replicas: Vec<Addr>, bug: Bug, history: Rc<RefCell<Vec<
         };
         let now_ns = sim::time::Instant::now().as_nanos();
         history.borrow_mut()[index].ended = seen.map(|cell| (now_ns, cell));
+        match (write, seen.flatten()) {
+            (Some(value), Some(cell)) => {
+                tracing::info!("write {value} -> ok, version {}", cell.version)
+            }
+            (None, Some(cell)) => {
+                tracing::info!("read -> {} (version {})", cell.value, cell.version)
+            }
+            (Some(value), None) => tracing::info!("write {value} -> unknown"),
+            (None, None) => tracing::info!("read -> failed"),
+        }
         if seen.is_none() {
             sim::reachable("an operation found too few replicas");
         }
@@ -238,12 +248,12 @@ fn stale_reads(history: &[Op]) -> Vec<Violation> {
             violations.push(Violation::safety(
                 "stale-read",
                 format!(
-                    "client {} read {} (version {}) at {} ms, after a {what} by client {} of {} (version {}) ended at {} ms",
-                    read.client,
+                    "client{} read {} (version {}) at {} ms, after a {what} by client{} of {} (version {}) ended at {} ms",
+                    read.client + 1,
                     seen.value,
                     seen.version,
                     read.invoked_ns / 1_000_000,
-                    earlier.client,
+                    earlier.client + 1,
                     cell.value,
                     cell.version,
                     at_ns / 1_000_000
@@ -264,7 +274,8 @@ fn no_progress(history: &[Op], from_ns: u64) -> Vec<Violation> {
         })
         .map(|client| {
             let message = format!(
-                "client {client} had no operation succeed after {} ms",
+                "client{} had no operation succeed after {} ms",
+                client + 1,
                 from_ns / 1_000_000
             );
             Violation::liveness("no-progress", message)
