@@ -108,6 +108,7 @@ impl<'a> NodeBuilder<'a> {
         Fut: Future<Output = ()> + 'static,
     {
         self.init = Some(Rc::new(move || Box::pin(init()) as Pin<Box<dyn Future<Output = ()>>>));
+        self.init_at = None;
         self
     }
 
@@ -128,33 +129,37 @@ impl<'a> NodeBuilder<'a> {
         self
     }
 
-    /// Creates the node, reserves its address, and starts its init future (as given to
-    /// [`NodeBuilder::init_at`]) with it.
+    /// Creates the node and returns it with its own address: the one reserved for
+    /// [`NodeBuilder::init_at`], or (after [`NodeBuilder::init`], or neither) a port
+    /// reserved on it now.
     ///
     /// # Errors
     ///
     /// As [`NodeBuilder::try_build`].
     #[track_caller]
-    pub fn try_build_at(mut self) -> Result<(NodeId, crate::net::Addr), SimError> {
-        let init_at = self.init_at.take();
+    pub fn try_build_at(self) -> Result<(NodeId, crate::net::Addr), SimError> {
         let handle = self.handle;
-        let node = self.try_build()?;
-        let addr = handle.allocate_port(node).map_err(SimError::from)?;
-        if let Some(init_at) = init_at {
-            let init: InitFn = Rc::new(move || init_at(addr));
-            handle.shared.world.borrow_mut().nodes[node.index()].init = Some(init);
-            handle.shared.start_node(node, Location::caller());
+        let (node, addr) = self.build_node()?;
+        match addr {
+            Some(addr) => Ok((node, addr)),
+            None => Ok((node, handle.allocate_port(node)?)),
         }
-        Ok((node, addr))
     }
 
-    /// Creates the node and starts its init future, if any.
+    /// Creates the node and starts its init future, if any (with its own address,
+    /// after [`NodeBuilder::init_at`]).
     ///
     /// # Errors
     ///
     /// When the name is empty or already taken, or there are [`NODES_MAX`] nodes.
     #[track_caller]
     pub fn try_build(self) -> Result<NodeId, SimError> {
+        self.build_node().map(|(node, _)| node)
+    }
+
+    /// Creates the node and starts it; the address reserved for an `init_at`, if any.
+    #[track_caller]
+    fn build_node(mut self) -> Result<(NodeId, Option<crate::net::Addr>), SimError> {
         let shared = &self.handle.shared;
         let location = Location::caller();
         let now_ns = shared.now_ns.get();
@@ -170,9 +175,20 @@ impl<'a> NodeBuilder<'a> {
         if let Some(kind) = problem {
             return Err(SimError::new(shared.world.borrow().seed(), now_ns, kind));
         }
-        let node = shared.add_node_state(&self.name, self.init);
+        let init_at = self.init_at.take();
+        let node = shared.add_node_state(&self.name, self.init.take());
+        let addr = match init_at {
+            None => None,
+            Some(init_at) => {
+                // A new node's ephemeral range is empty: the reservation cannot fail.
+                let addr = self.handle.allocate_port(node).expect("a new node has free ports");
+                let init: InitFn = Rc::new(move || init_at(addr));
+                shared.world.borrow_mut().nodes[node.index()].init = Some(init);
+                Some(addr)
+            }
+        };
         shared.start_node(node, location);
-        Ok(node)
+        Ok((node, addr))
     }
 
     /// Creates the node and starts its init future, if any.

@@ -932,4 +932,20 @@ fn a_node_built_at_an_address_binds_it_again_after_each_restart() {
     sim.run_for(Duration::from_millis(1)).unwrap();
     // Every start bound the one address peers know.
     assert_eq!(*bound.borrow(), vec![addr; 3]);
+    // Built with plain try_build, an init_at still runs, at its own address; a later
+    // init replaces it, and never runs beside it.
+    let seen = Rc::clone(&bound);
+    let other = sim
+        .node("other")
+        .init_at(move |addr| {
+            let seen = Rc::clone(&seen);
+            async move { seen.borrow_mut().push(addr) }
+        })
+        .try_build()
+        .unwrap();
+    let plain = sim.node("plain").init_at(|_| async {}).init(|| async {}).try_build_at().unwrap();
+    sim.run_for(Duration::from_millis(1)).unwrap();
+    assert_eq!(bound.borrow().len(), 4);
+    assert_eq!(bound.borrow()[3].node(), other);
+    assert_eq!(plain.1.node(), plain.0);
 }

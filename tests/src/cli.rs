@@ -40,6 +40,7 @@ pub(crate) fn main() -> ExitCode {
         "Sweep each planted bug of the cache until a seed fails, and print which checker caught it, after how many seeds, and the shrunk plan's size; exits with status 1 if a mutant survives",
     ));
     Main::new(&CacheSystem, "cachesim", ABOUT)
+        .version(env!("CARGO_PKG_VERSION"))
         .command(mutants, |matches| match MutantsArgs::from_arg_matches(matches) {
             Ok(args) => self::mutants(&args),
             Err(error) => input_error(error),

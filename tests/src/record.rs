@@ -22,18 +22,21 @@ pub(crate) const KNOBS: [Knob; 3] = [
         name: "liveness",
         value: "all|majority",
         help: "which nodes must converge after the faults: all (everything heals) or majority (a random minority stays cut off) [default: all]",
+        default: "all",
         check: check_liveness,
     },
     Knob {
         name: "clients",
         value: "N",
         help: "client nodes per run, 1 to 64 [default: the profile's]",
+        default: "",
         check: check_clients,
     },
     Knob {
         name: "mutant",
         value: "NAME",
         help: "run every cache node with this planted bug (see `cachesim mutants`)",
+        default: "",
         check: check_mutant,
     },
 ];

@@ -297,7 +297,11 @@ fn fault_phase(
         // The stores just before a node loses its memory: what it held there vouches.
         if matches!(
             step.action,
-            Action::Apply(Fault::Crash { .. } | Fault::Custom(CacheFault::Drain { .. }))
+            Action::Apply(
+                Fault::Crash { .. }
+                    | Fault::Reboot { .. }
+                    | Fault::Custom(CacheFault::Drain { .. })
+            )
         ) {
             driver.observer.sample(sim.now().as_nanos(), &cluster, &history.borrow());
         }
@@ -504,7 +508,8 @@ fn outages(plan: &FaultPlan, ids: &[cache::NodeId], start_ns: u64) -> Outages {
         // A drained node leaves and rejoins at the episode's end: like a crash's end,
         // that starts a fresh node whose detector starts from scratch.
         let (list, node) = match episode.fault {
-            Fault::Crash { node } => (&mut crashes, node),
+            // A cache node keeps nothing on disk: for it a reboot is a crash.
+            Fault::Crash { node } | Fault::Reboot { node } => (&mut crashes, node),
             Fault::Pause { node } => (&mut pauses, node),
             Fault::Custom(CacheFault::Drain { node }) => (&mut restarts, node),
             _ => continue,
@@ -555,10 +560,12 @@ fn converges(knobs: &Knobs, plan: &FaultPlan, cluster: &DistCluster) -> bool {
     if knobs.runs(RepairPath::AntiEntropy) {
         return true;
     }
-    let crashed = plan
-        .episodes
-        .iter()
-        .any(|e| matches!(e.fault, Fault::Crash { .. } | Fault::Custom(CacheFault::Drain { .. })));
+    let crashed = plan.episodes.iter().any(|e| {
+        matches!(
+            e.fault,
+            Fault::Crash { .. } | Fault::Reboot { .. } | Fault::Custom(CacheFault::Drain { .. })
+        )
+    });
     !crashed && !hints_lost(cluster)
 }
 

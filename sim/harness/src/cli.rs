@@ -20,30 +20,13 @@ use crate::record::{Knob, Record};
 use crate::sweep::{JOBS_MAX, Sweep, sweep};
 use crate::system::{System, parse_record, profile_names};
 
-/// Names the harness takes for its own flags: a system's knob may not use them.
-const RESERVED: [&str; 22] = [
-    "seed",
-    "seeds",
-    "count",
-    "jobs",
-    "profile",
-    "shard",
-    "failures",
-    "quiet",
-    "json",
-    "junit",
-    "until-covered",
-    "plan",
-    "trace",
-    "output",
-    "record",
-    "fault-seconds",
-    "quiet-seconds",
-    "fault",
-    "fp",
-    "help",
-    "version",
-    "files",
+/// Names the harness takes for its own flags, record words and plan-file directives: a
+/// system's knob may not use them.
+#[rustfmt::skip]
+const RESERVED: [&str; 25] = [
+    "seed", "seeds", "count", "jobs", "profile", "shard", "failures", "quiet", "json", "junit",
+    "until-covered", "plan", "trace", "grep", "output", "record", "fault-seconds",
+    "quiet-seconds", "fault", "fp", "help", "version", "files", "episode", "latency-tail",
 ];
 
 #[derive(Debug, Parser)]
@@ -231,12 +214,13 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 /// A command a system adds to the harness's own (the cache's `mutants`, say).
 type Extra<'a> = (clap::Command, Box<dyn Fn(&ArgMatches) -> ExitCode + 'a>);
 
-/// The command line of one system: build it with [`Cli::new`], add commands of the
-/// system's own with [`Cli::command`], run it with [`Cli::run`].
+/// The command line of one system: build it with [`Main::new`], add commands of the
+/// system's own with [`Main::command`], run it with [`Main::run`].
 pub struct Main<'a, S: System> {
     system: &'a S,
     name: &'static str,
     about: &'static str,
+    version: Option<&'static str>,
     extra: Vec<Extra<'a>>,
 }
 
@@ -249,7 +233,13 @@ impl<S: System> std::fmt::Debug for Main<'_, S> {
 impl<'a, S: System> Main<'a, S> {
     /// The command line of `system`, as the binary `name`, described by `about`.
     pub fn new(system: &'a S, name: &'static str, about: &'static str) -> Main<'a, S> {
-        Main { system, name, about, extra: Vec::new() }
+        Main { system, name, about, version: None, extra: Vec::new() }
+    }
+
+    /// Gives the binary a `--version` (`env!("CARGO_PKG_VERSION")`, say).
+    pub fn version(mut self, version: &'static str) -> Main<'a, S> {
+        self.version = Some(version);
+        self
     }
 
     /// Adds a command of the system's own; `handler` runs it with its matches.
@@ -270,13 +260,13 @@ impl<'a, S: System> Main<'a, S> {
     /// Parses `args` (the binary's name first) and runs the command.
     pub fn run_from(self, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
         let knobs = self.system.knobs();
-        if let Some(knob) = knobs.iter().find(|knob| RESERVED.contains(&knob.name)) {
-            return input_error(format!(
-                "the system's knob {:?} takes a name the harness uses: rename it",
-                knob.name
-            ));
+        if let Some(problem) = knobs.iter().find_map(|knob| knob_name_problem(knob.name)) {
+            return input_error(problem);
         }
         let mut command = Cli::command().name(self.name).about(self.about);
+        if let Some(version) = self.version {
+            command = command.version(version).disable_version_flag(false);
+        }
         for sub in ["sweep", "replay", "shrink", "check-determinism"] {
             command = command.mut_subcommand(sub, |sub| with_knobs(sub, &knobs));
         }
@@ -314,6 +304,21 @@ impl<'a, S: System> Main<'a, S> {
             Command::Merge(args) => crate::merge::merge(system, &args),
         }
     }
+}
+
+/// What is wrong with a system's knob name, if anything: it must be lowercase words
+/// joined by `-`, and not a name the harness's flags or plan files use.
+fn knob_name_problem(name: &str) -> Option<String> {
+    let well_formed = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !well_formed {
+        return Some(format!(
+            "the system's knob {name:?} is not a knob name: use lowercase words joined by -"
+        ));
+    }
+    RESERVED
+        .contains(&name)
+        .then(|| format!("the system's knob {name:?} takes a name the harness uses: rename it"))
 }
 
 /// The system's knobs as `--NAME VALUE` flags.
@@ -363,6 +368,7 @@ pub(crate) fn with_flags<S: System>(
     for (name, value) in knobs {
         record.set(name, value, vocabulary)?;
     }
+    let record = crate::system::without_default_phases(system, record);
     system.validate(&record)?;
     Ok(record)
 }
@@ -419,12 +425,16 @@ fn plan_sweep<S: System>(
         }
     };
     let shard = args.shard.unwrap_or((1, 1));
-    let seeds: Vec<u64> = range.clone().filter(|seed| seed % shard.1 == shard.0 - 1).collect();
-    if seeds.is_empty() {
+    let probe = Sweep::new((range.start, range.end), Record::new("", 0));
+    let probe = Sweep { shard, ..probe };
+    if probe.is_empty() {
         return Err(format!(
             "shard {}/{} of seeds {}..{} is empty: give a wider range or fewer shards",
             shard.0, shard.1, range.start, range.end
         ));
+    }
+    if args.until_covered && system.coverage_points().is_empty() {
+        return Err("--until-covered needs coverage points, and this system declares none (System::coverage_points)".into());
     }
     let jobs = match args.jobs {
         Some(0) => return Err("--jobs 0 runs nothing: give 1 to 256, or leave it out".into()),
@@ -435,10 +445,10 @@ fn plan_sweep<S: System>(
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
     let profile = profile_of(system, args.profile.as_deref())?;
-    let template = with_flags(system, Record::new(&profile, seeds[0]), &args.phases, knobs)?;
-    let (range, until_covered, progress) =
-        ((range.start, range.end), args.until_covered, !args.quiet);
-    Ok(Sweep { seeds, range, shard, template, jobs, until_covered, progress })
+    let first = probe.seed(0).unwrap_or(range.start);
+    let template = with_flags(system, Record::new(&profile, first), &args.phases, knobs)?;
+    let (until_covered, progress) = (args.until_covered, !args.quiet);
+    Ok(Sweep { template, jobs, until_covered, progress, ..probe })
 }
 
 fn sweep_command<S: System>(
@@ -460,7 +470,7 @@ fn sweep_command<S: System>(
         return input_error(error);
     }
     if let Some(path) = &args.junit
-        && let Err(error) = crate::output::write_junit(path, name, &summary, &failed, &plan.seeds)
+        && let Err(error) = crate::output::write_junit(path, name, &summary, &failed, &summary.ran)
     {
         return input_error(error);
     }

@@ -45,6 +45,12 @@ pub(crate) fn replay<S: System>(
     args: &ReplayArgs,
     knobs: &[(&'static str, String)],
 ) -> ExitCode {
+    let flags_given = args.phases.fault_seconds.is_some() || args.phases.quiet_seconds.is_some();
+    if args.plan.is_some() && (flags_given || !knobs.is_empty()) {
+        return input_error(
+            "--plan runs exactly the run its file describes: set phases and knobs in the file, not as flags",
+        );
+    }
     let given = match &args.plan {
         Some(path) => read_plan(system, path).map(|(record, plan)| (record, Some(plan))),
         None => record_of(system, &args.record, args.seed, args.profile.as_deref())

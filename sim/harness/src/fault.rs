@@ -150,6 +150,24 @@ pub enum Fault<C> {
     Custom(C),
 }
 
+impl<C> Fault<C> {
+    /// The nodes the fault names (none for link-wide faults and custom ones).
+    pub fn nodes(&self) -> Vec<usize> {
+        match self {
+            Fault::Partition { side_a, side_b } => side_a.iter().chain(side_b).copied().collect(),
+            Fault::PartitionOneway { from, to } => vec![*from, *to],
+            Fault::Crash { node }
+            | Fault::Reboot { node }
+            | Fault::Pause { node }
+            | Fault::ClockSkew { node, .. } => vec![*node],
+            Fault::Loss { .. }
+            | Fault::Duplicate { .. }
+            | Fault::LatencySpike { .. }
+            | Fault::Custom(_) => Vec::new(),
+        }
+    }
+}
+
 /// A node index as plan files write it: 0 is `n1`.
 pub fn node_name(index: usize) -> String {
     format!("n{}", index + 1)

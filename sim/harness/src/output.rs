@@ -69,6 +69,7 @@ impl Summary {
             coverage: counts("coverage"),
             wall: Duration::from_secs_f64(value["wall_seconds"].as_f64().unwrap_or(0.0).max(0.0)),
             jobs: usize::try_from(whole(value, "jobs")?).unwrap_or(usize::MAX),
+            ran: Vec::new(),
         })
     }
 

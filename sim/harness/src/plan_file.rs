@@ -130,6 +130,7 @@ pub fn parse_plan_file<S: System + ?Sized>(
         let line = text.lines().count().max(1);
         return Err(PlanFileError { line, problem: "no `seed N` line".to_string() });
     }
+    let record = crate::system::without_default_phases(system, record);
     // Episodes are read once the record is known: their nodes are checked against it.
     let node_count = system.node_count(&record);
     let mut numbered = Vec::new();

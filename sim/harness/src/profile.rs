@@ -117,6 +117,8 @@ impl<C: CustomFault> Plan<C> {
                 Kind::Custom(custom) => 1 + rng.below(C::episodes_max(custom).max(1)),
                 _ => 1 + rng.below(EPISODES_PER_KIND_MAX),
             };
+            // Each episode's slot keeps at least 4 ms, whatever a system's maximum.
+            let count = count.min(phase_ms / 4);
             // Episodes of one kind follow each other, so that undoing one never undoes
             // another of the same kind.
             let slot_ms = phase_ms / count;

@@ -26,6 +26,9 @@ pub struct Knob {
     pub value: &'static str,
     /// One line for `--help`.
     pub help: &'static str,
+    /// The value that means "not set" (a record leaves it out); empty when the
+    /// default depends on the run (the profile's client count, say).
+    pub default: &'static str,
     /// Checks a value; the error says what is accepted.
     pub check: fn(&str) -> Result<(), String>,
 }
@@ -169,6 +172,12 @@ impl Record {
                             vocabulary.knob_list()
                         )
                     })?;
+                if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '#') {
+                    return Err(format!(
+                        "{}={value:?}: a knob's value is one word, without spaces or #",
+                        knob.name
+                    ));
+                }
                 (knob.check)(value).map_err(|problem| format!("{}: {problem}", knob.name))?;
                 self.set_knob(knob, value, vocabulary.knobs);
             }
@@ -178,6 +187,10 @@ impl Record {
 
     fn set_knob(&mut self, knob: &Knob, value: &str, order: &[Knob]) {
         self.knobs.retain(|(name, _)| *name != knob.name);
+        if value == knob.default {
+            // The default is no setting: records print only what differs.
+            return;
+        }
         self.knobs.push((knob.name, value.to_string()));
         let rank = |name: &str| order.iter().position(|knob| knob.name == name);
         self.knobs.sort_by_key(|(name, _)| rank(name));
@@ -272,12 +285,13 @@ mod tests {
             name: "mode",
             value: "a|b",
             help: "",
+            default: "a",
             check: |v| match v {
                 "a" | "b" => Ok(()),
                 _ => Err("expected a or b".into()),
             },
         },
-        Knob { name: "clients", value: "N", help: "", check: clients },
+        Knob { name: "clients", value: "N", help: "", default: "", check: clients },
     ];
 
     fn words() -> Vocabulary<'static> {
@@ -300,6 +314,8 @@ mod tests {
         assert_eq!(record.knobs_text(), "fault=30 quiet=0 mode=b clients=2");
         assert_eq!(record.reproduced_by(0xff), Some(true));
         assert_eq!(record.for_seed(6).reproduced_by(0xff), None);
+        // A knob at its default is no setting.
+        assert_eq!(Record::parse("none 5 mode=a", words()).unwrap().to_string(), "none 5");
     }
 
     #[test]
@@ -319,6 +335,8 @@ mod tests {
             ("swarm 1 clients=0", 3, "expected 1 to 64"),
             ("swarm 1 mode=c", 3, "mode: expected a or b"),
             ("swarm 1 fp=12", 3, "expected a fingerprint in hex"),
+            ("swarm 1 mode=", 3, "a knob's value is one word"),
+            ("swarm 1 mode=a#b", 3, "a knob's value is one word"),
         ];
         for (text, word, problem) in cases {
             let error = Record::parse(text, words()).unwrap_err();

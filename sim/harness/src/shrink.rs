@@ -45,6 +45,12 @@ impl<S: System + ?Sized> Shrinker<'_, S> {
         if self.runs >= SHRINK_RUNS_MAX {
             return false;
         }
+        // A simpler record may have fewer nodes: a plan naming one it lacks would only
+        // fail at the nemesis, which is no smaller run of the same failure.
+        let nodes = self.system.node_count(&record);
+        if plan.episodes.iter().any(|episode| episode.fault.nodes().iter().any(|n| *n >= nodes)) {
+            return false;
+        }
         self.runs += 1;
         let report = run(self.system, &record, Some(&plan), Capture::default());
         if report.verdict.kind() != self.kind {

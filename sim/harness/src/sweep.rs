@@ -14,14 +14,13 @@ use crate::system::{Capture, Report, System, run};
 /// Threads a sweep may run.
 pub const JOBS_MAX: usize = 256;
 
-/// What a sweep runs.
+/// What a sweep runs: the seeds `S` of `range` with `S mod N = K - 1` for shard
+/// `K/N`, in order.
 #[derive(Clone, Debug)]
 pub struct Sweep {
-    /// The seeds, in order (a shard's share of the range).
-    pub seeds: Vec<u64>,
-    /// The range before sharding.
+    /// The range, half-open, before sharding.
     pub range: (u64, u64),
-    /// Shard K of N (1 of 1: not sharded).
+    /// Shard K of N (1 of 1: not sharded), with 1 <= K <= N.
     pub shard: (u64, u64),
     /// The record every seed runs under (its seed is replaced).
     pub template: Record,
@@ -31,6 +30,36 @@ pub struct Sweep {
     pub until_covered: bool,
     /// Show a progress bar.
     pub progress: bool,
+}
+
+impl Sweep {
+    /// The sweep of `range` (half-open), not sharded, one seed after another.
+    pub fn new(range: (u64, u64), template: Record) -> Sweep {
+        Sweep { range, shard: (1, 1), template, jobs: 1, until_covered: false, progress: false }
+    }
+
+    /// The first seed of the shard, if the range holds one.
+    fn first(&self) -> Option<u64> {
+        let (k, n) = self.shard;
+        assert!(k >= 1 && k <= n, "shard {k}/{n}");
+        let offset = ((k - 1) + n - self.range.0 % n) % n;
+        self.range.0.checked_add(offset).filter(|first| *first < self.range.1)
+    }
+
+    /// How many seeds the shard runs.
+    pub fn len(&self) -> u64 {
+        self.first().map_or(0, |first| (self.range.1 - 1 - first) / self.shard.1 + 1)
+    }
+
+    /// Whether the shard runs no seed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shard's `index`-th seed.
+    pub fn seed(&self, index: u64) -> Option<u64> {
+        (index < self.len()).then(|| self.first().unwrap_or(0) + index * self.shard.1)
+    }
 }
 
 /// A sweep's totals, and what it swept.
@@ -63,6 +92,9 @@ pub struct Summary {
     pub wall: Duration,
     /// Threads.
     pub jobs: usize,
+    /// The seeds run, in order (a sweep stopped by `--until-covered` runs fewer than
+    /// it was given); not in the JSON.
+    pub ran: Vec<u64>,
 }
 
 /// One failing run.
@@ -135,11 +167,8 @@ pub fn sweep<S: System + ?Sized>(
     sweep: &Sweep,
     on_failure: &(dyn Fn(&Failure) + Sync),
 ) -> (Summary, Vec<Failure>) {
-    let progress = if sweep.progress {
-        ProgressBar::new(sweep.seeds.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress =
+        if sweep.progress { ProgressBar::new(sweep.len()) } else { ProgressBar::hidden() };
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  {msg}  eta {eta}")
             .expect("a valid template"),
@@ -154,12 +183,13 @@ pub fn sweep<S: System + ?Sized>(
         ..Summary::default()
     });
     let (covered, next) = (AtomicBool::new(false), AtomicU64::new(0));
+    let declared = !system.coverage_points().is_empty();
     let failed: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     // Wall time for the figures the user reads, never for the runs themselves.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let worker = || {
-        while let Some(&seed) = sweep.seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+        while let Some(seed) = sweep.seed(next.fetch_add(1, Ordering::Relaxed)) {
             if sweep.until_covered && covered.load(Ordering::Relaxed) {
                 break;
             }
@@ -167,7 +197,11 @@ pub fn sweep<S: System + ?Sized>(
             let (failures, all_covered) = {
                 let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
                 summary.add(&report);
-                (summary.failures, summary.never_reached().is_empty())
+                summary.ran.push(seed);
+                // Covered: every declared point reached (a point only fired, never
+                // declared, is in the map too, always reached).
+                let covered = declared && summary.never_reached().is_empty();
+                (summary.failures, covered)
             };
             covered.fetch_or(all_covered, Ordering::Relaxed);
             progress.set_message(format!("{failures} failed"));
@@ -182,13 +216,15 @@ pub fn sweep<S: System + ?Sized>(
     // Seeds run on threads, one whole simulation each: only the seed counter is shared.
     #[allow(clippy::disallowed_methods)]
     std::thread::scope(|scope| {
-        for _ in 0..sweep.jobs.clamp(1, JOBS_MAX).min(sweep.seeds.len()) {
+        let jobs = sweep.jobs.clamp(1, JOBS_MAX);
+        for _ in 0..usize::try_from(sweep.len()).map_or(jobs, |len| jobs.min(len)) {
             scope.spawn(worker);
         }
     });
     progress.finish_and_clear();
     let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
     summary.wall = started.elapsed();
+    summary.ran.sort_unstable();
     let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
     failed.sort_by_key(|failure| failure.seed);
     (summary, failed)
@@ -215,4 +251,27 @@ pub fn failure<S: System + ?Sized, C>(system: &S, report: &Report<C>) -> Failure
 /// The command that replays `record` with its trace.
 pub fn replay_command<S: System + ?Sized>(system: &S, record: &Record) -> String {
     format!("{} replay {record} --trace", system.command())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(range: (u64, u64), shard: (u64, u64)) -> Vec<u64> {
+        let sweep = Sweep { shard, ..Sweep::new(range, Record::new("none", 0)) };
+        (0..sweep.len()).map(|index| sweep.seed(index).unwrap()).collect()
+    }
+
+    #[test]
+    fn shards_split_a_range_exactly_once_without_listing_it() {
+        let all: Vec<Vec<u64>> = (1..=4).map(|k| shard((0, 10), (k, 4))).collect();
+        assert_eq!(all, vec![vec![0, 4, 8], vec![1, 5, 9], vec![2, 6], vec![3, 7]]);
+        assert_eq!(shard((5, 6), (2, 4)), vec![5]);
+        assert!(shard((0, 1), (2, 4)).is_empty());
+        assert_eq!(shard((7, 17), (1, 1)), (7..17).collect::<Vec<_>>());
+        let huge = Sweep { shard: (3, 5), ..Sweep::new((0, u64::MAX), Record::new("none", 0)) };
+        assert_eq!(huge.len(), u64::MAX / 5);
+        assert_eq!(huge.seed(huge.len() - 1), Some(u64::MAX - 3));
+        assert_eq!(huge.seed(huge.len()), None);
+    }
 }

@@ -150,7 +150,17 @@ pub fn parse_record<S: System + ?Sized>(
     text: &str,
 ) -> Result<Record, crate::RecordError> {
     let (profiles, knobs) = (profile_names(system), system.knobs());
-    Record::parse(text, Vocabulary { profiles: &profiles, knobs: &knobs })
+    let record = Record::parse(text, Vocabulary { profiles: &profiles, knobs: &knobs })?;
+    Ok(without_default_phases(system, record))
+}
+
+/// `record` without the phases that equal the system's defaults: records print only
+/// what differs, so two spellings of one run are one record.
+pub(crate) fn without_default_phases<S: System + ?Sized>(system: &S, mut record: Record) -> Record {
+    let (fault, quiet) = system.phase_seconds();
+    record.fault_seconds = record.fault_seconds.filter(|seconds| *seconds != fault);
+    record.quiet_seconds = record.quiet_seconds.filter(|seconds| *seconds != quiet);
+    record
 }
 
 /// One run, as the system sees it.

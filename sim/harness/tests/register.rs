@@ -17,15 +17,7 @@ use sim_harness::{
 
 fn sweep_of(record: &str, count: u64) -> Sweep {
     let template = parse_record(&Register, record).unwrap();
-    Sweep {
-        seeds: (0..count).collect(),
-        range: (0, count),
-        shard: (1, 1),
-        template,
-        jobs: 2,
-        until_covered: false,
-        progress: false,
-    }
+    Sweep { jobs: 2, ..Sweep::new((0, count), template) }
 }
 
 #[test]
@@ -65,13 +57,22 @@ fn the_planted_bug_is_found_shrunk_and_replayed_from_its_plan_file() {
 }
 
 #[test]
+fn the_subtler_bug_a_reused_version_is_found_within_100_seeds() {
+    let (summary, failures) =
+        sweep(&Register, &sweep_of("swarm 0 bug=reuse-version", 100), &|_| {});
+    assert!(summary.failures > 0, "{}", summary.table(&[]));
+    assert!(failures.iter().all(|f| f.checks == "safety: stale-read"), "{failures:?}");
+}
+
+#[test]
 fn a_run_is_a_function_of_its_record() {
-    let record = parse_record(&Register, "swarm 7 fault=3 quiet=2").unwrap();
+    let record = parse_record(&Register, "swarm 7 fault=3 quiet=3").unwrap();
     let capture = Capture { trace: false, event_log: 10_000 };
     let (a, b) = (run(&Register, &record, None, capture), run(&Register, &record, None, capture));
     assert_eq!((a.fingerprint, &a.event_log, &a.plan), (b.fingerprint, &b.event_log, &b.plan));
     assert!(a.events > 1_000);
-    assert_eq!(a.virtual_time, std::time::Duration::from_secs(5));
+    assert_eq!(a.virtual_time, std::time::Duration::from_secs(6));
+    assert!(a.verdict.is_pass(), "{}", a.verdict);
     let other = run(&Register, &Record { seed: 8, ..record }, None, capture);
     assert_ne!(a.fingerprint, other.fingerprint);
 }
@@ -83,7 +84,7 @@ fn exit(args: &[&str]) -> ExitCode {
 
 #[test]
 fn the_command_line_refuses_bad_input_with_status_2() {
-    let bad: [&[&str]; 8] = [
+    let bad: [&[&str]; 11] = [
         &["sweep", "--count", "0"],
         &["sweep", "--profile", "chaos", "--count", "1"],
         &["sweep", "--bug", "segfault", "--count", "1"],
@@ -92,6 +93,9 @@ fn the_command_line_refuses_bad_input_with_status_2() {
         &["replay", "swarm", "x"],
         &["replay"],
         &["replay", "--plan", "/nonexistent/plan"],
+        &["replay", "--plan", "/nonexistent/plan", "--bug", "read-one"],
+        &["replay", "swarm", "1", "quiet=1"],
+        &["replay", "swarm", "1", "bug=read one"],
     ];
     for args in bad {
         assert_eq!(exit(args), ExitCode::from(2), "{args:?}");

@@ -84,14 +84,15 @@ impl Transport for SimTransport {
 fn bug(run: &Run<NoFault>) -> Bug {
     match run.knob("bug") {
         Some("read-one") => Bug::ReadOne,
+        Some("reuse-version") => Bug::ReuseVersion,
         _ => Bug::None,
     }
 }
 
 fn check_bug(value: &str) -> Result<(), String> {
     match value {
-        "none" | "read-one" => Ok(()),
-        other => Err(format!("unknown bug {other:?}: expected none or read-one")),
+        "none" | "read-one" | "reuse-version" => Ok(()),
+        other => Err(format!("unknown bug {other:?}: expected none, read-one or reuse-version")),
     }
 }
 
@@ -109,12 +110,18 @@ async fn replica(disk: Rc<Vec<RefCell<Cell>>>, index: usize) {
     tracing::debug!(%error, "replica stopped");
 }
 
-async fn client(id: u32, replicas: Vec<Addr>, bug: Bug, history: Rc<RefCell<Vec<Op>>>) {
+async fn client(
+    id: u32,
+    replicas: Vec<Addr>,
+    bug: Bug,
+    last_counter: Rc<std::cell::Cell<u64>>,
+    history: Rc<RefCell<Vec<Op>>>,
+) {
     let rpc = match RpcClient::bind(PORT) {
         Ok(rpc) => rpc,
         Err(error) => return tracing::error!(%error, "cannot bind the client's port"),
     };
-    let client = Client { id, transport: SimTransport { rpc, replicas }, bug };
+    let client = Client { id, transport: SimTransport { rpc, replicas }, bug, last_counter };
     loop {
         sim::time::sleep(Duration::from_millis(sim::rand::range(0..50))).await;
         let invoked_ns = sim::time::Instant::now().as_nanos();
@@ -178,8 +185,9 @@ impl System for Register {
     fn knobs(&self) -> Vec<Knob> {
         vec![Knob {
             name: "bug",
-            value: "none|read-one",
-            help: "plant a bug: read-one answers reads from one replica, without write-back",
+            value: "none|read-one|reuse-version",
+            help: "plant a bug: read-one answers reads from one replica, without write-back; reuse-version lets a write reuse the version of its client's unacknowledged last write",
+            default: "none",
             check: check_bug,
         }]
     }
@@ -190,6 +198,17 @@ impl System for Register {
 
     fn node_count(&self, _: &Record) -> usize {
         REPLICAS + CLIENTS
+    }
+
+    fn validate(&self, record: &Record) -> Result<(), String> {
+        let quiet = record.quiet_seconds.unwrap_or(self.phase_seconds().1);
+        if Duration::from_secs(quiet) < SETTLE + Duration::from_secs(1) {
+            return Err(format!(
+                "quiet={quiet} leaves clients no time to show progress after the heal: give at least {} seconds",
+                (SETTLE + Duration::from_secs(1)).as_secs()
+            ));
+        }
+        Ok(())
     }
 
     fn build(&self, sim: &mut Sim, run: &Run<NoFault>) -> Result<World, String> {
@@ -206,8 +225,10 @@ impl System for Register {
         let mut clients = Vec::new();
         for id in 0..CLIENTS as u32 {
             let (addrs, history, bug) = (addrs.clone(), Rc::clone(&history), bug(run));
-            let node = sim.node(format!("client{}", id + 1));
-            let node = node.init(move || client(id, addrs.clone(), bug, Rc::clone(&history)));
+            let last_counter = Rc::new(std::cell::Cell::new(0));
+            let node = sim.node(format!("client{}", id + 1)).init(move || {
+                client(id, addrs.clone(), bug, Rc::clone(&last_counter), Rc::clone(&history))
+            });
             clients.push(node.try_build().map_err(|error| error.to_string())?);
         }
         Ok(World { replicas, clients, disks, history })
@@ -233,16 +254,20 @@ impl System for Register {
 }
 
 /// A read must see every write acknowledged before it began, and every value an
-/// earlier read returned.
+/// earlier read returned: a newer version, or the same version with the same value.
 fn stale_reads(history: &[Op]) -> Vec<Violation> {
     let mut violations = Vec::new();
     let ended = |op: &Op| op.ended.map(|(at_ns, cell)| (at_ns, cell.unwrap_or_default()));
     for read in history.iter().filter(|op| op.write.is_none()) {
         let Some((_, seen)) = ended(read) else { continue };
-        let newer = history
-            .iter()
-            .filter_map(|op| Some((op, ended(op)?)))
-            .find(|(_, (at_ns, cell))| *at_ns < read.invoked_ns && cell.version > seen.version);
+        let newer =
+            history.iter().filter_map(|op| Some((op, ended(op)?))).find(|(_, (at_ns, cell))| {
+                // Values are unique per write: one version with two values is two
+                // writes that no read can order.
+                *at_ns < read.invoked_ns
+                    && (cell.version > seen.version
+                        || (cell.version == seen.version && cell.value != seen.value))
+            });
         if let Some((earlier, (at_ns, cell))) = newer {
             let what = if earlier.write.is_some() { "write" } else { "read" };
             violations.push(Violation::safety(

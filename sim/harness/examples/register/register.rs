@@ -8,7 +8,10 @@
 //! a real network would implement it the same way.
 //!
 //! [`Bug::ReadOne`] plants a bug: reads answer with the first replica's value and skip
-//! the write-back, as an "optimisation".
+//! the write-back, as an "optimisation". [`Bug::ReuseVersion`] plants a subtler one:
+//! a write that forgets its client's last, unacknowledged write.
+
+use std::rc::Rc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -76,6 +79,9 @@ pub(crate) enum Bug {
     None,
     /// Reads answer with the first replica's value and skip the write-back.
     ReadOne,
+    /// A write forgets its client's last write: after a write whose outcome was
+    /// unknown, the next may reuse its version with another value.
+    ReuseVersion,
 }
 
 /// How a client reaches the replicas.
@@ -123,6 +129,10 @@ pub(crate) struct Client<T> {
     pub(crate) transport: T,
     /// The planted bug, if any.
     pub(crate) bug: Bug,
+    /// The counter of this client's last write, kept across restarts (the client's
+    /// own durable state): a write whose outcome was unknown may have reached a
+    /// minority only, so the next one must not reuse its version with another value.
+    pub(crate) last_counter: Rc<std::cell::Cell<u64>>,
 }
 
 impl<T: Transport> Client<T> {
@@ -134,7 +144,10 @@ impl<T: Transport> Client<T> {
     /// is unknown (too few answers).
     pub(crate) async fn write(&self, value: u64) -> Option<Version> {
         let seen = newest(&gather(&self.transport, Request::Read, self.majority()).await?);
-        let version = Version { counter: seen.version.counter + 1, writer: self.id };
+        let last = if self.bug == Bug::ReuseVersion { 0 } else { self.last_counter.get() };
+        let counter = seen.version.counter.max(last) + 1;
+        self.last_counter.set(counter);
+        let version = Version { counter, writer: self.id };
         gather(&self.transport, Request::Write(Cell { version, value }), self.majority()).await?;
         Some(version)
     }
