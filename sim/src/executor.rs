@@ -7,11 +7,12 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::rc::Rc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use crate::error::{BlockedTask, ErrorKind, SimError};
 use crate::fingerprint::{EventKind, tag};
@@ -81,35 +82,111 @@ impl std::fmt::Debug for Task {
     }
 }
 
-/// Ids of woken tasks. Behind a mutex because `Waker` must be `Send + Sync`; only the
-/// simulation's own thread ever locks it in practice, so the lock is uncontended.
+/// Ids of woken tasks, pushed by the tasks' wakers and drained by each step. Only the
+/// simulation's thread touches it: a simulation is single-threaded, so no lock.
 #[derive(Debug, Default)]
 pub(crate) struct WakeQueue {
-    woken: Mutex<Vec<TaskId>>,
+    woken: RefCell<Vec<TaskId>>,
 }
 
 impl WakeQueue {
     fn push(&self, id: TaskId) {
-        self.woken.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+        self.woken.borrow_mut().push(id);
     }
 
     fn swap(&self, buffer: &mut Vec<TaskId>) {
-        std::mem::swap(&mut *self.woken.lock().unwrap_or_else(PoisonError::into_inner), buffer);
+        std::mem::swap(&mut *self.woken.borrow_mut(), buffer);
     }
 }
 
+/// A task's waker: single-threaded, reference-counted by hand, with no lock and no
+/// atomic. `Waker` promises `Send + Sync`, which a simulation's task cannot use (its
+/// queue lives on the simulation's thread), so every use checks the thread and panics
+/// with a clear message on any other: never a silent race.
 struct TaskWaker {
     id: TaskId,
-    queue: Arc<WakeQueue>,
+    queue: Rc<WakeQueue>,
+    /// Wakers sharing this allocation.
+    refs: Cell<usize>,
+    /// The thread that made it (see [`thread_mark`]).
+    thread: usize,
 }
 
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.queue.push(self.id);
+thread_local! {
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+/// An identity of the current thread that costs a thread-local's address: unique among
+/// the threads alive at once.
+fn thread_mark() -> usize {
+    THREAD_MARK.with(|mark| std::ptr::from_ref(mark) as usize)
+}
+
+impl TaskWaker {
+    fn new_waker(id: TaskId, queue: Rc<WakeQueue>) -> Waker {
+        let waker = Box::new(TaskWaker { id, queue, refs: Cell::new(1), thread: thread_mark() });
+        let raw = RawWaker::new(Box::into_raw(waker).cast::<()>(), &VTABLE);
+        // SAFETY: the vtable's functions take the pointer made just above, keep its
+        // count, and touch it only on this thread (checked at every use).
+        unsafe { Waker::from_raw(raw) }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.queue.push(self.id);
+    /// The waker behind `data`, after checking this is its thread.
+    ///
+    /// # Safety
+    ///
+    /// `data` is a pointer made by [`TaskWaker::new_waker`] whose count is not zero.
+    unsafe fn get<'a>(data: *const ()) -> &'a TaskWaker {
+        // SAFETY: as the caller promises, `data` points to a live `TaskWaker`; reading
+        // `thread` is safe from any thread (it never changes after creation).
+        let waker = unsafe { &*data.cast::<TaskWaker>() };
+        assert!(
+            waker.thread == thread_mark(),
+            "a simulated task's waker was used on another thread: a simulation is single-threaded"
+        );
+        waker
+    }
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_waker, wake, wake_by_ref, drop_waker);
+
+unsafe fn clone_waker(data: *const ()) -> RawWaker {
+    // SAFETY: the waker machinery passes the pointer of a live waker.
+    let waker = unsafe { TaskWaker::get(data) };
+    waker.refs.set(waker.refs.get() + 1);
+    RawWaker::new(data, &VTABLE)
+}
+
+unsafe fn wake(data: *const ()) {
+    // SAFETY: the pointer of a live waker, whose count this call then gives up.
+    unsafe {
+        wake_by_ref(data);
+        drop_waker(data);
+    }
+}
+
+unsafe fn wake_by_ref(data: *const ()) {
+    // SAFETY: the waker machinery passes the pointer of a live waker.
+    let waker = unsafe { TaskWaker::get(data) };
+    waker.queue.push(waker.id);
+}
+
+unsafe fn drop_waker(data: *const ()) {
+    // SAFETY: the waker machinery passes the pointer of a live waker; `thread` never
+    // changes, so reading it is safe from any thread.
+    let thread = unsafe { &*data.cast::<TaskWaker>() }.thread;
+    if thread != thread_mark() && std::thread::panicking() {
+        // Dropped on another thread while that thread unwinds (from the panic of a
+        // wake there): leak it rather than abort the process with a second panic.
+        return;
+    }
+    // SAFETY: the waker machinery passes the pointer of a live waker.
+    let waker = unsafe { TaskWaker::get(data) };
+    let refs = waker.refs.get() - 1;
+    waker.refs.set(refs);
+    if refs == 0 {
+        // SAFETY: the last waker of a `Box` made by `new_waker`: nothing uses it after.
+        drop(unsafe { Box::from_raw(data.cast::<TaskWaker>().cast_mut()) });
     }
 }
 
@@ -130,7 +207,7 @@ impl World {
     /// Inserts a task and makes it ready.
     pub(crate) fn insert_task(
         &mut self,
-        wakes: &Arc<WakeQueue>,
+        wakes: &Rc<WakeQueue>,
         node: NodeId,
         name: Cow<'static, str>,
         location: &'static Location<'static>,
@@ -143,7 +220,7 @@ impl World {
         let entry = self.tasks.vacant_entry();
         let key = u32::try_from(entry.key()).expect("fewer than 2^32 live tasks");
         let id = TaskId { key, seq };
-        let waker = Waker::from(Arc::new(TaskWaker { id, queue: Arc::clone(wakes) }));
+        let waker = TaskWaker::new_waker(id, Rc::clone(wakes));
         let record_name = self.fingerprint.logging().then(|| name.to_string());
         let cell: BoxRunnable = Box::pin(TaskCell { waker, future });
         entry.insert(Task {

@@ -8,7 +8,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Waker;
 
 use slab::Slab;
@@ -28,7 +27,7 @@ use crate::trace::TraceSink;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) world: RefCell<World>,
-    pub(crate) wakes: Arc<WakeQueue>,
+    pub(crate) wakes: Rc<WakeQueue>,
     /// Virtual nanoseconds since the start of the run.
     pub(crate) now_ns: Cell<u64>,
     /// The node whose task is being polled ([`NodeId::MAIN`] between polls).
@@ -93,7 +92,7 @@ impl Shared {
         };
         let shared = Rc::new(Shared {
             world: RefCell::new(world),
-            wakes: Arc::new(WakeQueue::default()),
+            wakes: Rc::new(WakeQueue::default()),
             now_ns: Cell::new(0),
             current_node: Cell::new(NodeId::MAIN),
             node_names: RefCell::new(Vec::new()),

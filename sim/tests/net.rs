@@ -949,3 +949,21 @@ fn a_node_built_at_an_address_binds_it_again_after_each_restart() {
     assert_eq!(bound.borrow()[3].node(), other);
     assert_eq!(plain.1.node(), plain.0);
 }
+
+#[test]
+fn a_task_waker_used_on_another_thread_is_a_clear_panic() {
+    let mut sim = Sim::new(5);
+    let waker = sim
+        .block_on(std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())))
+        .unwrap();
+    // The point of the test: a waker that leaves the simulation's thread.
+    #[allow(clippy::disallowed_methods)]
+    let woken = std::thread::spawn(move || waker.wake_by_ref()).join();
+    let panic = woken.unwrap_err();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.contains("used on another thread"), "{message}");
+}
