@@ -8,7 +8,6 @@
 //! reachable.
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hash;
 use std::rc::Rc;
@@ -140,11 +139,16 @@ enum Decision {
 }
 
 /// The network's part of the world.
+/// No link yet between two nodes, in `Network::link_index`.
+const NO_LINK: u32 = u32::MAX;
+
 pub(crate) struct Network {
     rng: SimRng,
     model_default: LinkModel,
     links: Vec<Link>,
-    link_index: BTreeMap<(NodeId, NodeId), u32>,
+    /// Per sending node, per receiving node: the link's index in `links` (`NO_LINK`
+    /// until the first message): a dense table, two indexings per send.
+    link_index: Vec<Vec<u32>>,
     /// Port tables, by node index, grown on first use.
     ports: Vec<NodePorts>,
     in_flight: DeliveryQueue,
@@ -173,7 +177,7 @@ impl Network {
             rng: SimRng::new(seed, STREAM_NETWORK),
             model_default: LinkModel::new(LinkConfig::DEFAULT),
             links: Vec::new(),
-            link_index: BTreeMap::new(),
+            link_index: Vec::new(),
             ports: Vec::new(),
             in_flight: DeliveryQueue::default(),
             message_id_next: 0,
@@ -185,13 +189,26 @@ impl Network {
     }
 
     /// The index of the link from `from` to `to`, created on first use.
+    fn link_index_of(&self, from: NodeId, to: NodeId) -> Option<usize> {
+        let index = *self.link_index.get(from.index())?.get(to.index())?;
+        (index != NO_LINK).then_some(index as usize)
+    }
+
     pub(crate) fn link_for(&mut self, from: NodeId, to: NodeId) -> usize {
-        if let Some(&index) = self.link_index.get(&(from, to)) {
-            return index as usize;
+        if let Some(index) = self.link_index_of(from, to) {
+            return index;
         }
         let index = u32::try_from(self.links.len()).expect("fewer than 2^32 links");
+        assert!(index != NO_LINK);
         self.links.push(Link::new(from, to));
-        self.link_index.insert((from, to), index);
+        if self.link_index.len() <= from.index() {
+            self.link_index.resize_with(from.index() + 1, Vec::new);
+        }
+        let row = &mut self.link_index[from.index()];
+        if row.len() <= to.index() {
+            row.resize(to.index() + 1, NO_LINK);
+        }
+        row[to.index()] = index;
         index as usize
     }
 
@@ -205,7 +222,7 @@ impl Network {
     }
 
     fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {
-        self.link_index.get(&(from, to)).is_some_and(|&index| self.links[index as usize].blocked)
+        self.link_index_of(from, to).is_some_and(|index| self.links[index].blocked)
     }
 
     pub(crate) fn model_default(&self) -> LinkModel {
