@@ -465,7 +465,7 @@ fn sweep_command<S: System>(
         eprintln!("seed {} failed ({}); replay: {}", failure.seed, failure.verdict, failure.replay);
     };
     let (summary, failed) = sweep(system, &plan, &on_failure);
-    commands::print_sweep(system, &summary, &failed, args.json);
+    // Files first: a reader that closes stdout early (`| head`) ends the process.
     if let Err(error) = crate::output::append_failures(&args.failures, &failed) {
         return input_error(error);
     }
@@ -474,5 +474,6 @@ fn sweep_command<S: System>(
     {
         return input_error(error);
     }
+    commands::print_sweep(system, &summary, &failed, args.json);
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

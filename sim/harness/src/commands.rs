@@ -4,6 +4,25 @@
 // The command line reports to its user on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// Prints a line on stdout; a closed stdout (`| head`) ends the process quietly, with
+/// the status a shell gives a process killed by `SIGPIPE`, never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::commands::say_line(format_args!($($arg)*)) };
+}
+
+/// What `say!` does.
+pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to stdout: {error}");
+        std::process::exit(2);
+    }
+}
+
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -23,14 +42,14 @@ pub(crate) fn print_sweep<S: System>(
 ) {
     if json {
         for failure in failed {
-            println!("{}", failure.to_json());
+            say!("{}", failure.to_json());
         }
-        println!("{}", summary.to_json());
+        say!("{}", summary.to_json());
         return;
     }
-    print!("{}", summary.table(&system.summary_lines(&summary.stats)));
+    say!("{}", summary.table(&system.summary_lines(&summary.stats)).trim_end());
     for failure in failed {
-        println!("\nFAILED {}: {}\n  replay: {}", failure.record, failure.message, failure.replay);
+        say!("\nFAILED {}: {}\n  replay: {}", failure.record, failure.message, failure.replay);
     }
 }
 
@@ -70,9 +89,9 @@ pub(crate) fn replay<S: System>(
     if let Some(reproduced) = record.reproduced_by(report.fingerprint) {
         let recorded = record.fingerprint.unwrap_or_default();
         if reproduced {
-            println!("reproduced the recorded run (fingerprint {recorded:#018x})");
+            say!("reproduced the recorded run (fingerprint {recorded:#018x})");
         } else {
-            println!(
+            say!(
                 "NOT the recorded run: fingerprint {:#018x}, recorded {recorded:#018x}; the code (or a dependency) has changed since it was recorded, so this run may not show what the recorded one did",
                 report.fingerprint
             );
@@ -83,33 +102,33 @@ pub(crate) fn replay<S: System>(
 
 fn print_replay<C: std::fmt::Display>(report: &Report<C>, args: &ReplayArgs) {
     let record = Record { fingerprint: None, ..report.record.clone() };
-    println!("run {record}{}", if report.buggify { " (buggify on)" } else { "" });
+    say!("run {record}{}", if report.buggify { " (buggify on)" } else { "" });
     for line in &report.details {
-        println!("{line}");
+        say!("{line}");
     }
-    println!("fault plan:\n{}", report.plan);
+    say!("fault plan:\n{}", report.plan);
     match (&report.trace, &args.grep) {
         (Some(trace), Some(pattern)) => {
-            println!("trace lines with {pattern:?}:");
+            say!("trace lines with {pattern:?}:");
             for line in trace.lines().filter(|line| line.contains(pattern.as_str())) {
-                println!("{line}");
+                say!("{line}");
             }
         }
-        (Some(trace), None) => println!("trace:\n{trace}"),
+        (Some(trace), None) => say!("trace:\n{trace}"),
         (None, _) => {}
     }
     let stats: Vec<String> =
         report.stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
     if !stats.is_empty() {
-        println!("totals: {}", stats.join(", "));
+        say!("totals: {}", stats.join(", "));
     }
-    println!(
+    say!(
         "{} events, {:.3}s virtual, fingerprint {:#018x}",
         report.events,
         report.virtual_time.as_secs_f64(),
         report.fingerprint
     );
-    println!("verdict: {}", report.verdict);
+    say!("verdict: {}", report.verdict);
 }
 
 pub(crate) fn shrink<S: System>(
@@ -141,7 +160,7 @@ pub(crate) fn shrink<S: System>(
     if let Err(error) = std::fs::write(&args.output, &text) {
         return input_error(format!("cannot write {}: {error}", args.output.display()));
     }
-    println!(
+    say!(
         "shrunk {record} from {original} to {} episode(s) ({}) in {} runs ({:.1}s)",
         plan.episodes.len(),
         if minimal.knobs_text().is_empty() {
@@ -152,8 +171,8 @@ pub(crate) fn shrink<S: System>(
         report.runs,
         started.elapsed().as_secs_f64()
     );
-    println!("minimal plan:\n{plan}verdict: {}", report.verdict);
-    println!(
+    say!("minimal plan:\n{plan}verdict: {}", report.verdict);
+    say!(
         "written to {}; replay: {} replay --plan {} --trace",
         args.output.display(),
         system.command(),
@@ -192,10 +211,10 @@ pub(crate) fn check_determinism<S: System>(
         let problems = check_one(system, record);
         mismatches += problems.len();
         for problem in problems {
-            println!("{record}: {problem}");
+            say!("{record}: {problem}");
         }
     }
-    println!("{} run(s) checked, {mismatches} mismatch(es)", records.len());
+    say!("{} run(s) checked, {mismatches} mismatch(es)", records.len());
     if mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 

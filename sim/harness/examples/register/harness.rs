@@ -186,7 +186,7 @@ impl System for Register {
         vec![Knob {
             name: "bug",
             value: "none|read-one|reuse-version",
-            help: "plant a bug: read-one answers reads from one replica, without write-back; reuse-version lets a write reuse the version of its client's unacknowledged last write",
+            help: "Plant a bug: read-one answers reads from one replica, without write-back; reuse-version lets a write reuse the version of its client's unacknowledged last write",
             default: "none",
             check: check_bug,
         }]
@@ -282,7 +282,11 @@ fn stale_reads(history: &[Op]) -> Vec<Violation> {
                     cell.value,
                     cell.version,
                     at_ns / 1_000_000
-                ),
+                ) + if cell.version == seen.version {
+                    ": one version, two values (two writes took it)"
+                } else {
+                    ""
+                },
             ));
         }
     }
