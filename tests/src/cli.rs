@@ -86,7 +86,7 @@ fn mutants(args: &MutantsArgs) -> ExitCode {
     if let Err(error) = write_mutant_plans(&reports, &args.plans) {
         return input_error(error);
     }
-    println!(
+    sim_harness::say!(
         "{} mutant(s), {survivors} survived, {:.1}s",
         reports.len(),
         started.elapsed().as_secs_f64()
@@ -96,9 +96,13 @@ fn mutants(args: &MutantsArgs) -> ExitCode {
 
 /// Prints the table; returns how many mutants survived.
 fn print_mutants(reports: &[cachesim::MutantReport]) -> usize {
-    println!(
+    sim_harness::say!(
         "{:<32} {:>10} {:>14} {:<22} {:>14}",
-        "mutant", "caught", "first seed", "caught by", "shrunk plan"
+        "mutant",
+        "caught",
+        "first seed",
+        "caught by",
+        "shrunk plan"
     );
     let mut survivors = 0;
     for report in reports {
@@ -115,7 +119,7 @@ fn print_mutants(reports: &[cachesim::MutantReport]) -> usize {
             || "-".to_string(),
             |(_, plan)| format!("{} episode(s)", plan.episodes.len()),
         );
-        println!(
+        sim_harness::say!(
             "{:<32} {:>10} {:>14} {:<22} {:>14}",
             report.mutant.name(),
             caught,
@@ -145,7 +149,7 @@ fn write_mutant_plans(reports: &[cachesim::MutantReport], dir: &Path) -> Result<
         std::fs::write(&path, sim_harness::write_plan_file(record, plan, &comment))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    println!(
+    sim_harness::say!(
         "shrunk plans written to {}/ (replay one with: cargo run --release -- replay --plan {}/MUTANT.plan --trace)",
         dir.display(),
         dir.display()

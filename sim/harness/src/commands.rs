@@ -4,25 +4,6 @@
 // The command line reports to its user on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// Prints a line on stdout; a closed stdout (`| head`) ends the process quietly, with
-/// the status a shell gives a process killed by `SIGPIPE`, never a panic.
-macro_rules! say {
-    ($($arg:tt)*) => { $crate::commands::say_line(format_args!($($arg)*)) };
-}
-
-/// What `say!` does.
-pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        if error.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        eprintln!("error: cannot write to stdout: {error}");
-        std::process::exit(2);
-    }
-}
-
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -30,6 +11,7 @@ use crate::cli::{CheckArgs, ReplayArgs, ShrinkArgs, input_error, record_of, with
 use crate::fault::Plan;
 use crate::plan_file::{parse_plan_file, write_plan_file};
 use crate::record::Record;
+use crate::say;
 use crate::sweep::{Failure, Summary};
 use crate::system::{Capture, Report, System, run};
 

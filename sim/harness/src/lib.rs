@@ -71,7 +71,7 @@ pub use crate::fault::{
     TAIL_LATENCY_MS_MAX, node_name,
 };
 pub use crate::nemesis::{Action, Nemesis, Step, Target, timeline};
-pub use crate::output::{append_failures, write_junit};
+pub use crate::output::{append_failures, say_line, write_junit};
 pub use crate::plan_file::{PlanFileError, parse_node, parse_plan_file, write_plan_file};
 pub use crate::profile::{Kind, Profile, buggify_drawn};
 pub use crate::record::{Knob, PHASE_SECONDS_MAX, Record, RecordError, Vocabulary};

@@ -236,3 +236,25 @@ pub fn write_junit(
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+/// Prints a line on stdout, as `println!` does, except that a closed stdout (`| head`)
+/// ends the process quietly with the status a shell gives a process killed by
+/// `SIGPIPE` (141), never a panic; any other write error ends it with status 2.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::say_line(format_args!($($arg)*)) };
+}
+
+/// What [`say!`] does.
+// The command line reports to its user on stdout.
+#[allow(clippy::print_stderr)]
+pub fn say_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to stdout: {error}");
+        std::process::exit(2);
+    }
+}
