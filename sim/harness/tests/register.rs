@@ -65,6 +65,14 @@ fn the_subtler_bug_a_reused_version_is_found_within_100_seeds() {
 }
 
 #[test]
+fn a_client_that_shuns_replicas_for_good_fails_the_liveness_check() {
+    let (summary, failures) =
+        sweep(&Register, &sweep_of("partitions 0 bug=shun-forever", 100), &|_| {});
+    assert!(summary.failures > 0, "{}", summary.table(&[]));
+    assert!(failures.iter().all(|f| f.checks == "liveness: no-progress"), "{failures:?}");
+}
+
+#[test]
 fn a_run_is_a_function_of_its_record() {
     let record = parse_record(&Register, "swarm 7 fault=3 quiet=3").unwrap();
     let capture = Capture { trace: false, event_log: 10_000 };

@@ -85,14 +85,17 @@ fn bug(run: &Run<NoFault>) -> Bug {
     match run.knob("bug") {
         Some("read-one") => Bug::ReadOne,
         Some("reuse-version") => Bug::ReuseVersion,
+        Some("shun-forever") => Bug::ShunForever,
         _ => Bug::None,
     }
 }
 
 fn check_bug(value: &str) -> Result<(), String> {
     match value {
-        "none" | "read-one" | "reuse-version" => Ok(()),
-        other => Err(format!("unknown bug {other:?}: expected none, read-one or reuse-version")),
+        "none" | "read-one" | "reuse-version" | "shun-forever" => Ok(()),
+        other => Err(format!(
+            "unknown bug {other:?}: expected none, read-one, reuse-version or shun-forever"
+        )),
     }
 }
 
@@ -121,7 +124,9 @@ async fn client(
         Ok(rpc) => rpc,
         Err(error) => return tracing::error!(%error, "cannot bind the client's port"),
     };
-    let client = Client { id, transport: SimTransport { rpc, replicas }, bug, last_counter };
+    let transport = SimTransport { rpc, replicas };
+    let shunned = std::cell::Cell::new(0);
+    let client = Client { id, transport, bug, last_counter, shunned };
     loop {
         sim::time::sleep(Duration::from_millis(sim::rand::range(0..50))).await;
         let invoked_ns = sim::time::Instant::now().as_nanos();
@@ -185,8 +190,8 @@ impl System for Register {
     fn knobs(&self) -> Vec<Knob> {
         vec![Knob {
             name: "bug",
-            value: "none|read-one|reuse-version",
-            help: "Plant a bug: read-one answers reads from one replica, without write-back; reuse-version lets a write reuse the version of its client's unacknowledged last write",
+            value: "none|read-one|reuse-version|shun-forever",
+            help: "Plant a bug: read-one answers reads from one replica, without write-back; reuse-version lets a write reuse the version of its client's unacknowledged last write; shun-forever stops calling a replica after one timeout, for good",
             default: "none",
             check: check_bug,
         }]

@@ -82,6 +82,10 @@ pub(crate) enum Bug {
     /// A write forgets its client's last write: after a write whose outcome was
     /// unknown, the next may reuse its version with another value.
     ReuseVersion,
+    /// A client stops calling a replica once a call to it timed out, for good (a
+    /// circuit breaker that never closes): after enough faults it reaches no majority,
+    /// even once the network has healed.
+    ShunForever,
 }
 
 /// How a client reaches the replicas.
@@ -91,25 +95,6 @@ pub(crate) trait Transport {
 
     /// Sends `request` to replica `replica`; `None` when no answer came in time.
     fn call(&self, replica: usize, request: Request) -> impl Future<Output = Option<Response>>;
-}
-
-/// Sends `request` to every replica; the first `needed` answers, or `None` when fewer
-/// came.
-async fn gather(
-    transport: &impl Transport,
-    request: Request,
-    needed: usize,
-) -> Option<Vec<Response>> {
-    let mut calls: FuturesUnordered<_> =
-        (0..transport.replicas()).map(|replica| transport.call(replica, request)).collect();
-    let mut answers = Vec::new();
-    while let Some(answer) = calls.next().await {
-        answers.extend(answer);
-        if answers.len() >= needed {
-            return Some(answers);
-        }
-    }
-    None
 }
 
 fn newest(answers: &[Response]) -> Cell {
@@ -133,6 +118,9 @@ pub(crate) struct Client<T> {
     /// own durable state): a write whose outcome was unknown may have reached a
     /// minority only, so the next one must not reuse its version with another value.
     pub(crate) last_counter: Rc<std::cell::Cell<u64>>,
+    /// Replicas this client no longer calls (only under [`Bug::ShunForever`]), one bit
+    /// each.
+    pub(crate) shunned: std::cell::Cell<u64>,
 }
 
 impl<T: Transport> Client<T> {
@@ -140,31 +128,54 @@ impl<T: Transport> Client<T> {
         self.transport.replicas() / 2 + 1
     }
 
+    /// Sends `request` to every replica; the first `needed` answers, or `None` when
+    /// fewer came.
+    async fn gather(&self, request: Request, needed: usize) -> Option<Vec<Response>> {
+        let called = (0..self.transport.replicas()).filter(|r| self.shunned.get() >> r & 1 == 0);
+        let mut calls: FuturesUnordered<_> = called
+            .map(|replica| async move { (replica, self.transport.call(replica, request).await) })
+            .collect();
+        let mut answers = Vec::new();
+        while let Some((replica, answer)) = calls.next().await {
+            match answer {
+                Some(answer) => answers.push(answer),
+                None if self.bug == Bug::ShunForever => {
+                    self.shunned.set(self.shunned.get() | 1 << replica);
+                }
+                None => {}
+            }
+            if answers.len() >= needed {
+                return Some(answers);
+            }
+        }
+        None
+    }
+
     /// Writes `value`; its version once a majority holds it, `None` when the outcome
     /// is unknown (too few answers).
     pub(crate) async fn write(&self, value: u64) -> Option<Version> {
-        let seen = newest(&gather(&self.transport, Request::Read, self.majority()).await?);
+        let seen = newest(&self.gather(Request::Read, self.majority()).await?);
         let last = if self.bug == Bug::ReuseVersion { 0 } else { self.last_counter.get() };
         let counter = seen.version.counter.max(last) + 1;
         self.last_counter.set(counter);
         let version = Version { counter, writer: self.id };
-        gather(&self.transport, Request::Write(Cell { version, value }), self.majority()).await?;
+        self.gather(Request::Write(Cell { version, value }), self.majority()).await?;
         Some(version)
     }
 
     /// Reads the register; `None` when too few replicas answered.
     pub(crate) async fn read(&self) -> Option<Cell> {
         if self.bug == Bug::ReadOne {
-            return Some(newest(&gather(&self.transport, Request::Read, 1).await?));
+            return Some(newest(&self.gather(Request::Read, 1).await?));
         }
-        let answers = gather(&self.transport, Request::Read, self.majority()).await?;
+        let answers = self.gather(Request::Read, self.majority()).await?;
         let cell = newest(&answers);
         if answers.iter().any(|answer| *answer != Response::Value(cell)) {
             // Some replica lags: the write-back makes the value a majority's before
             // anyone reads it from us.
             sim::reachable("read wrote back a newer value");
         }
-        gather(&self.transport, Request::Write(cell), self.majority()).await?;
+        self.gather(Request::Write(cell), self.majority()).await?;
         Some(cell)
     }
 }
