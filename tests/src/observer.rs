@@ -95,6 +95,62 @@ pub(crate) struct Observer {
     /// (check, subject) already reported, so that one fault is reported once.
     reported: BTreeSet<(Check, String)>,
     violations: Vec<Violation>,
+    /// The acknowledged writes so far.
+    acked: Acked,
+}
+
+/// The QUORUM and ALL writes acknowledged so far, per key, newest first, as indices
+/// into the history. Kept up to date at each sample: an operation's outcome (and a
+/// failed set's applied version, recorded in the same step) is final once it
+/// completes, so each operation is filed once, where building the index anew cost a
+/// pass over the whole history and a sort per key at every sample.
+#[derive(Debug, Default)]
+struct Acked {
+    by_key: BTreeMap<String, Vec<usize>>,
+    /// Operations read but not complete yet.
+    pending: Vec<usize>,
+    /// Operations of the history read so far.
+    read: usize,
+}
+
+impl Acked {
+    /// Files the operations completed since the last update.
+    fn update(&mut self, history: &History) {
+        self.pending.extend(self.read..history.ops.len());
+        self.read = history.ops.len();
+        let mut still_pending = Vec::new();
+        for index in std::mem::take(&mut self.pending) {
+            let op = &history.ops[index];
+            if op.complete_ns.is_none() {
+                still_pending.push(index);
+                continue;
+            }
+            let Some(version) = acked_version(op) else { continue };
+            if !op.is_write() || op.consistency == Consistency::One {
+                continue;
+            }
+            // Newest first; among equal versions, in history order.
+            let ops = self.by_key.entry(op.key.clone()).or_default();
+            let at = ops.partition_point(|other| {
+                let other_version =
+                    acked_version(&history.ops[*other]).expect("filed ops are acked");
+                other_version > version || (other_version == version && *other < index)
+            });
+            ops.insert(at, index);
+        }
+        self.pending = still_pending;
+    }
+
+    /// The acknowledged writes of `key`, newest first.
+    fn of<'h>(&self, key: &str, history: &'h History) -> impl Iterator<Item = &'h Op> {
+        let ops = self.by_key.get(key).map_or(&[][..], Vec::as_slice);
+        ops.iter().map(|index| &history.ops[*index])
+    }
+
+    /// Every key with acknowledged writes.
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.by_key.keys().map(String::as_str)
+    }
 }
 
 /// Per key, per running node: the version held.
@@ -115,20 +171,21 @@ impl Observer {
             losses_applied: 0,
             reported: BTreeSet::new(),
             violations: Vec::new(),
+            acked: Acked::default(),
         }
     }
 
     /// Samples the stores at virtual time `now_ns` and checks every clause.
     pub(crate) fn sample(&mut self, now_ns: u64, cluster: &DistCluster, history: &History) {
-        let acked = acked_writes(history, now_ns);
-        let (holdings, altered) = holdings(cluster, &acked);
+        self.acked.update(history);
+        let (holdings, altered) = holdings(cluster, &self.acked, history);
         self.see(&holdings, history);
         self.report_altered(now_ns, altered);
         let owners_hold_nothing = |key: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             let ring = cluster.ring();
             ring.lookup(key).iter().all(|owner| held.is_none_or(|held| !held.contains_key(owner)))
         };
-        self.check_survival(now_ns, &holdings, &acked, history, owners_hold_nothing);
+        self.check_survival(now_ns, &holdings, history, owners_hold_nothing);
         if self.windows.at(now_ns).is_some() {
             self.check_replication(now_ns, cluster, &holdings, history);
         }
@@ -276,18 +333,17 @@ impl Observer {
         &mut self,
         now_ns: u64,
         holdings: &Holdings,
-        acked: &BTreeMap<&str, Vec<&Op>>,
         history: &History,
         owners_hold_nothing: impl Fn(&str, Option<&BTreeMap<NodeId, Version>>) -> bool,
     ) {
         let mut found = Vec::new();
-        for (key, ops) in acked {
-            let held = holdings.get(*key);
+        for key in self.acked.keys() {
+            let held = holdings.get(key);
             let newest_held = held.and_then(|held| held.values().max());
-            let unheld = ops.iter().take_while(|op| {
+            let mut unheld = self.acked.of(key, history).take_while(|op| {
                 newest_held.is_none_or(|newest| newest < acked_version(op).expect("acked"))
             });
-            let lost = unheld.filter_map(|op| Some((*op, self.voucher(op, history)?))).next();
+            let lost = unheld.find_map(|op| Some((op, self.voucher(op, history)?)));
             let Some((op, keeper)) = lost else { continue };
             // A later remove (at any level) or an expiry may have left a tombstone that
             // the owners have collected since (a stray copy elsewhere may be older).
@@ -422,7 +478,8 @@ impl Observer {
 /// version with something else than what that write wrote: (node, write).
 fn holdings<'h>(
     cluster: &DistCluster,
-    acked: &BTreeMap<&str, Vec<&'h Op>>,
+    acked: &Acked,
+    history: &'h History,
 ) -> (Holdings, Vec<(NodeId, &'h Op)>) {
     let mut holdings: Holdings = BTreeMap::new();
     let mut altered = Vec::new();
@@ -430,14 +487,13 @@ fn holdings<'h>(
         let Some(node) = cluster.by_id(&id) else { continue };
         for (key, entry) in node.local_entries() {
             let version = entry.version();
-            let writes = acked.get(key.as_str()).into_iter().flatten();
-            let write = writes.into_iter().find(|op| acked_version(op) == Some(version));
+            let write = acked.of(&key, history).find(|op| acked_version(op) == Some(version));
             // An item that expires becomes a tombstone under its own version.
             let expired = |op: &Op| op.ttl_ms().is_some() && entry.is_tombstone();
             let differs =
                 |op: &&Op| Content::written_by(op) != Some(Content::of(&entry)) && !expired(op);
-            if write.is_some_and(differs) {
-                altered.push((id.clone(), *write.expect("found")));
+            if write.is_some_and(|op| differs(&op)) {
+                altered.push((id.clone(), write.expect("found")));
             }
             holdings.entry(key).or_default().insert(id.clone(), version.clone());
         }
@@ -454,24 +510,6 @@ fn acked_version(op: &Op) -> Option<&Version> {
         Outcome::Failed(_) => op.applied_version.as_ref(),
         _ => None,
     }
-}
-
-/// Per key, the QUORUM and ALL writes acknowledged by `now_ns`, newest first.
-fn acked_writes(history: &History, now_ns: u64) -> BTreeMap<&str, Vec<&Op>> {
-    let mut acked: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
-    for op in &history.ops {
-        if !op.is_write() || op.consistency == Consistency::One {
-            continue;
-        }
-        if op.complete_ns.is_none_or(|done| done > now_ns) || acked_version(op).is_none() {
-            continue;
-        }
-        acked.entry(op.key.as_str()).or_default().push(op);
-    }
-    for ops in acked.values_mut() {
-        ops.sort_by(|a, b| acked_version(b).cmp(&acked_version(a)));
-    }
-    acked
 }
 
 #[cfg(test)]
@@ -516,11 +554,11 @@ mod tests {
         let mut observer = observer(tombstones_collected);
         observer.see(&holdings(earlier), &History::default());
         observer.see(&holdings(now), history);
-        let acked = acked_writes(history, u64::MAX);
+        observer.acked.update(history);
         let owners_hold_nothing = |_: &str, held: Option<&BTreeMap<NodeId, Version>>| {
             held.is_none_or(|held| !held.contains_key(&id("n1")))
         };
-        observer.check_survival(0, &holdings(now), &acked, history, owners_hold_nothing);
+        observer.check_survival(0, &holdings(now), history, owners_hold_nothing);
         observer.into_violations()
     }
 
