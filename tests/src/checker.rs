@@ -158,17 +158,6 @@ impl Content {
             Entry::Tombstone(_) => Content::Tombstone,
         }
     }
-
-    /// What the write `op` wrote: `None` for an op that is not a write.
-    pub(crate) fn written_by(op: &Op) -> Option<Content> {
-        match &op.kind {
-            OpKind::Set { value, .. } => {
-                Some(Content::Value(sim::fingerprint::digest(value.as_bytes())))
-            }
-            OpKind::Remove => Some(Content::Tombstone),
-            OpKind::Get | OpKind::ListKeys { .. } => None,
-        }
-    }
 }
 
 impl FinalState {
