@@ -286,8 +286,23 @@ impl CacheNode {
 
     /// Every key held locally with its entry, in key order.
     pub fn local_entries(&self) -> Vec<(String, Entry)> {
+        let mut entries = Vec::new();
+        self.for_each_local_entry(|key, entry| entries.push((key.to_string(), entry.clone())));
+        entries
+    }
+
+    /// Visits every key held locally with its entry, in key order, without copying
+    /// the store (a harness that samples stores often reads them this way).
+    ///
+    /// # Panics
+    ///
+    /// When `visit` changes this node's state: it runs while the state is borrowed
+    /// (reading it, through `is_owner` say, is fine).
+    pub fn for_each_local_entry(&self, mut visit: impl FnMut(&str, &Entry)) {
         let state = self.inner.state.borrow();
-        state.store.iter().map(|(key, entry)| (key.to_string(), entry.clone())).collect()
+        for (key, entry) in state.store.iter() {
+            visit(key, entry);
+        }
     }
 }
 

@@ -485,17 +485,27 @@ fn holdings<'h>(
     let mut altered = Vec::new();
     for id in cluster.ids() {
         let Some(node) = cluster.by_id(&id) else { continue };
-        for (key, entry) in node.local_entries() {
+        // Visited in place: a copy of every store at every sample cost a string and an
+        // entry per key.
+        node.for_each_local_entry(|key, entry| {
             let version = entry.version();
-            let write = acked.of(&key, history).find(|op| acked_version(op) == Some(version));
+            let write = acked.of(key, history).find(|op| acked_version(op) == Some(version));
             // An item that expires becomes a tombstone under its own version.
             let expired = |op: &Op| op.ttl_ms().is_some() && entry.is_tombstone();
-            let differs = |op: &&Op| !wrote(op, &entry) && !expired(op);
+            let differs = |op: &&Op| !wrote(op, entry) && !expired(op);
             if write.is_some_and(|op| differs(&op)) {
                 altered.push((id.clone(), write.expect("found")));
             }
-            holdings.entry(key).or_default().insert(id.clone(), version.clone());
-        }
+            match holdings.get_mut(key) {
+                Some(held) => {
+                    held.insert(id.clone(), version.clone());
+                }
+                None => {
+                    holdings
+                        .insert(key.to_string(), BTreeMap::from([(id.clone(), version.clone())]));
+                }
+            }
+        });
     }
     (holdings, altered)
 }

@@ -340,14 +340,17 @@ fn pushes_owed(
 ) -> Vec<String> {
     let theirs: BTreeMap<&str, &Version> =
         listing.iter().map(|(key, version)| (key.as_str(), version)).collect();
-    let qualifying: Vec<String> = a
-        .local_entries()
-        .into_iter()
-        .filter(|(key, _)| leaves.binary_search(&cache::leaf_index(key, leaf_count)).is_ok())
-        .filter(|(key, _)| a.is_owner(key) && a.owners(key).contains(peer))
-        .filter(|(key, entry)| theirs.get(key.as_str()).is_none_or(|held| entry.version() > *held))
-        .map(|(key, _)| key)
-        .collect();
+    // Visited in place, where it copied the whole store at every listing.
+    let mut qualifying: Vec<String> = Vec::new();
+    a.for_each_local_entry(|key, entry| {
+        if leaves.binary_search(&cache::leaf_index(key, leaf_count)).is_ok()
+            && a.is_owner(key)
+            && a.owners(key).contains(peer)
+            && theirs.get(key).is_none_or(|held| entry.version() > *held)
+        {
+            qualifying.push(key.to_string());
+        }
+    });
     if qualifying.len() > cache::MERKLE_KEYS_PER_FETCH_MAX {
         return Vec::new();
     }
