@@ -112,6 +112,10 @@ struct TaskWaker {
     thread: usize,
 }
 
+/// Why a waker used on another thread panics.
+const WRONG_THREAD: &str =
+    "a simulated task's waker was used on another thread: a simulation is single-threaded";
+
 thread_local! {
     static THREAD_MARK: u8 = const { 0 };
 }
@@ -140,10 +144,7 @@ impl TaskWaker {
         // SAFETY: as the caller promises, `data` points to a live `TaskWaker`; reading
         // `thread` is safe from any thread (it never changes after creation).
         let waker = unsafe { &*data.cast::<TaskWaker>() };
-        assert!(
-            waker.thread == thread_mark(),
-            "a simulated task's waker was used on another thread: a simulation is single-threaded"
-        );
+        assert!(waker.thread == thread_mark(), "{WRONG_THREAD}");
         waker
     }
 }
@@ -174,14 +175,15 @@ unsafe fn wake_by_ref(data: *const ()) {
 unsafe fn drop_waker(data: *const ()) {
     // SAFETY: the waker machinery passes the pointer of a live waker; `thread` never
     // changes, so reading it is safe from any thread.
-    let thread = unsafe { &*data.cast::<TaskWaker>() }.thread;
-    if thread != thread_mark() && std::thread::panicking() {
-        // Dropped on another thread while that thread unwinds (from the panic of a
-        // wake there): leak it rather than abort the process with a second panic.
-        return;
+    let waker = unsafe { &*data.cast::<TaskWaker>() };
+    if waker.thread != thread_mark() {
+        if std::thread::panicking() {
+            // Dropped on another thread while that thread unwinds (from the panic of a
+            // wake there): leak it rather than abort the process with a second panic.
+            return;
+        }
+        panic!("{WRONG_THREAD}");
     }
-    // SAFETY: the waker machinery passes the pointer of a live waker.
-    let waker = unsafe { TaskWaker::get(data) };
     let refs = waker.refs.get() - 1;
     waker.refs.set(refs);
     if refs == 0 {

@@ -477,3 +477,86 @@ fn sweep_command<S: System>(
     commands::print_sweep(system, &summary, &failed, args.json);
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::NoFault;
+    use crate::nemesis::Target;
+    use crate::profile::Profile;
+    use crate::system::{Run, Violation};
+
+    /// A system with nothing in it but what the command line reads.
+    struct Bare {
+        knobs: Vec<Knob>,
+    }
+
+    struct Nothing;
+
+    impl Target<NoFault> for Nothing {
+        fn node_count(&self) -> usize {
+            0
+        }
+
+        fn node(&self, _: usize) -> Option<sim::NodeId> {
+            None
+        }
+    }
+
+    impl System for Bare {
+        type Fault = NoFault;
+        type World = Nothing;
+
+        fn command(&self) -> String {
+            "bare".into()
+        }
+
+        fn profiles(&self) -> Vec<Profile<NoFault>> {
+            vec![Profile::new("none", "", Vec::new())]
+        }
+
+        fn knobs(&self) -> Vec<Knob> {
+            self.knobs.clone()
+        }
+
+        fn node_count(&self, _: &Record) -> usize {
+            2
+        }
+
+        fn build(&self, _: &mut sim::Sim, _: &Run<NoFault>) -> Result<Nothing, String> {
+            Ok(Nothing)
+        }
+
+        fn check(&self, _: &mut sim::Sim, _: &mut Nothing, _: &Run<NoFault>) -> Vec<Violation> {
+            Vec::new()
+        }
+    }
+
+    fn knob(name: &'static str) -> Knob {
+        Knob { name, value: "X", help: "", default: "", check: |_| Ok(()) }
+    }
+
+    fn exit(system: &Bare, args: &[&str]) -> ExitCode {
+        Main::new(system, "bare", "").run_from(std::iter::once("bare").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn knob_names_are_checked_before_anything_runs() {
+        assert_eq!(knob_name_problem("clients"), None);
+        for bad in ["grep", "episode", "fault", "Clients", "two words", "under_score", "9lives"] {
+            assert!(knob_name_problem(bad).is_some(), "{bad}");
+        }
+        let system = Bare { knobs: vec![knob("grep")] };
+        assert_eq!(exit(&system, &["sweep", "--count", "1", "--quiet"]), ExitCode::from(2));
+    }
+
+    #[test]
+    fn until_covered_needs_declared_points_and_phases_at_their_defaults_are_no_setting() {
+        let system = Bare { knobs: Vec::new() };
+        let args =
+            ["sweep", "--count", "5", "--until-covered", "--quiet", "--failures", "/dev/null"];
+        assert_eq!(exit(&system, &args), ExitCode::from(2));
+        let record = crate::system::parse_record(&system, "none 3 fault=20 quiet=41").unwrap();
+        assert_eq!(record.to_string(), "none 3 quiet=41");
+    }
+}
