@@ -168,6 +168,8 @@ pub struct Store {
     /// Tombstones among `entries`; the rest are items.
     tombstone_count: usize,
     entry_count_max: usize,
+    /// Bumped whenever a key enters or leaves the store (not when one is overwritten).
+    key_set_generation: u64,
 }
 
 impl Store {
@@ -180,7 +182,12 @@ impl Store {
     pub fn new(entry_count_max: usize) -> Store {
         assert!(entry_count_max >= 1);
         assert!(entry_count_max <= ENTRY_COUNT_MAX);
-        Store { entries: BTreeMap::new(), tombstone_count: 0, entry_count_max }
+        Store {
+            entries: BTreeMap::new(),
+            tombstone_count: 0,
+            entry_count_max,
+            key_set_generation: 0,
+        }
     }
 
     /// The live item under `key`: `None` when the key is absent, deleted or expired.
@@ -228,6 +235,7 @@ impl Store {
                 }
                 self.tombstone_count += usize::from(entry.is_tombstone());
                 self.entries.insert(key.to_owned(), entry);
+                self.key_set_generation += 1;
                 Apply::Applied { replaced: None }
             }
         };
@@ -241,6 +249,7 @@ impl Store {
     /// write can store the key again.
     pub fn drop_local(&mut self, key: &str) -> Option<Entry> {
         let dropped = self.entries.remove(key)?;
+        self.key_set_generation += 1;
         self.tombstone_count -= usize::from(dropped.is_tombstone());
         Some(dropped)
     }
@@ -282,9 +291,19 @@ impl Store {
             Entry::Tombstone(tombstone) => now_ms.saturating_sub(tombstone.deleted_at_ms) < ttl_ms,
         });
         let purged_count = count_before - self.entries.len();
+        if purged_count > 0 {
+            self.key_set_generation += 1;
+        }
         assert!(purged_count <= self.tombstone_count);
         self.tombstone_count -= purged_count;
         purged_count
+    }
+
+    /// A number that changes whenever a key enters or leaves the store, and only then:
+    /// a scan whose outcome depends on the set of keys alone (which keys this node
+    /// does not own) need not run again while it stays the same.
+    pub fn key_set_generation(&self) -> u64 {
+        self.key_set_generation
     }
 
     /// Every entry in key order, expired items and tombstones included.
