@@ -27,6 +27,7 @@
 //! those that share keys with this node, with an adaptive backoff ([`AntiEntropy`]).
 //! The tree is pure (`merkle.rs`); this file is its thin async shell.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -147,6 +148,7 @@ impl AntiEntropy {
 }
 
 /// An anti-entropy request.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MerkleRequest {
     /// The responder's tree over the keys it and `requester` both own in its view.
@@ -176,6 +178,7 @@ pub enum MerkleRequest {
 }
 
 /// The answer to a [`MerkleRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MerkleResponse {
     /// Answers [`MerkleRequest::Summary`].
@@ -476,12 +479,14 @@ impl Inner {
         let fetch_started = self.runtime.elapsed();
         let MerkleResponse::Summary { root, leaves } = self.call_merkle(peer, request).await?
         else {
-            return Err(Error::Protocol { expected: "a merkle summary" });
+            return Err(Error::Protocol { expected: Cow::Borrowed("a merkle summary") });
         };
         let fetch_ns = elapsed_ns(self.runtime.elapsed(), fetch_started);
         // The peer's root must be the root of its leaves: checked on both sides.
         let remote = MerkleTree::from_leaves(leaves).filter(|tree| tree.root() == root).ok_or(
-            Error::Protocol { expected: "a merkle summary whose root matches its leaves" },
+            Error::Protocol {
+                expected: Cow::Borrowed("a merkle summary whose root matches its leaves"),
+            },
         )?;
         let build_started = self.runtime.elapsed();
         let local = MerkleTree::build(
@@ -521,14 +526,16 @@ impl Inner {
             leaves: batch.to_vec(),
         };
         let MerkleResponse::Leaves { entries } = self.call_merkle(peer, request).await? else {
-            return Err(Error::Protocol { expected: "a merkle leaf listing" });
+            return Err(Error::Protocol { expected: Cow::Borrowed("a merkle leaf listing") });
         };
         let in_order = entries.windows(2).all(|pair| pair[0].0 < pair[1].0);
         let in_batch = entries
             .iter()
             .all(|(key, _)| batch.binary_search(&leaf_index(key, leaf_count)).is_ok());
         if !in_order || !in_batch {
-            return Err(Error::Protocol { expected: "the keys of the leaves asked for, in order" });
+            return Err(Error::Protocol {
+                expected: Cow::Borrowed("the keys of the leaves asked for, in order"),
+            });
         }
         Ok(entries)
     }
@@ -568,10 +575,12 @@ impl Inner {
                 MerkleRequest::Fetch { requester: self.id.clone(), keys: remaining.to_vec() };
             let response = self.call_merkle(peer, request).await?;
             let MerkleResponse::Entries { entries, answered_count } = response else {
-                return Err(Error::Protocol { expected: "merkle entries" });
+                return Err(Error::Protocol { expected: Cow::Borrowed("merkle entries") });
             };
             if answered_count == 0 || answered_count > remaining.len() {
-                return Err(Error::Protocol { expected: "merkle entries for the keys asked for" });
+                return Err(Error::Protocol {
+                    expected: Cow::Borrowed("merkle entries for the keys asked for"),
+                });
             }
             let (answered, rest) = remaining.split_at(answered_count);
             self.sync_apply(answered, entries, report)?;
@@ -590,7 +599,9 @@ impl Inner {
         report: &mut SyncReport,
     ) -> Result<(), Error> {
         if !entries.iter().all(|(key, _)| answered.binary_search(key).is_ok()) {
-            return Err(Error::Protocol { expected: "merkle entries for the keys asked for" });
+            return Err(Error::Protocol {
+                expected: Cow::Borrowed("merkle entries for the keys asked for"),
+            });
         }
         for (key, entry) in entries {
             if !self.state.borrow().ring.is_owner(&key, &self.id) {
@@ -613,12 +624,12 @@ impl Inner {
         request: MerkleRequest,
     ) -> Result<MerkleResponse, Error> {
         match self.call(peer, PeerRequest::AntiEntropy(request)).await {
-            Ok(PeerResponse::AntiEntropy(MerkleResponse::Malformed)) => {
-                Err(Error::Protocol { expected: "a merkle answer to a well-formed request" })
-            }
+            Ok(PeerResponse::AntiEntropy(MerkleResponse::Malformed)) => Err(Error::Protocol {
+                expected: Cow::Borrowed("a merkle answer to a well-formed request"),
+            }),
             Ok(PeerResponse::AntiEntropy(response)) => Ok(response),
             Ok(PeerResponse::Failed(error)) => Err(error),
-            Ok(_) => Err(Error::Protocol { expected: "a merkle answer" }),
+            Ok(_) => Err(Error::Protocol { expected: Cow::Borrowed("a merkle answer") }),
             Err(TransportError::Timeout) => {
                 Err(Error::Timeout { timeout_ms: self.options.rpc_timeout_ms() })
             }
@@ -837,7 +848,9 @@ mod tests {
         assert_eq!(defaults.merkle_backoff_factor_max(), 8);
         assert!(Options::builder().merkle_sync_interval_ms(0).build().is_ok());
         let error = Options::builder().merkle_chunk_size(0).build().unwrap_err();
-        assert!(matches!(error, OptionsError::OutOfRange { option: "merkle_chunk_size", .. }));
+        assert!(
+            matches!(&error, OptionsError::OutOfRange { option, .. } if option == "merkle_chunk_size")
+        );
         let error = Options::builder().merkle_backoff_factor_max(0).build().unwrap_err();
         assert_eq!(error.to_string(), "option `merkle_backoff_factor_max` is 0: accepted 1..=64");
         let error = Options::builder().merkle_backoff_factor_max(65).build();

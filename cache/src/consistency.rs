@@ -6,6 +6,7 @@ use std::str::FromStr;
 use crate::ring::REPLICATION_FACTOR_MAX;
 
 /// How many of a key's owners must answer a read or acknowledge a write.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Consistency {
     /// One owner.

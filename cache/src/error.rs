@@ -3,6 +3,7 @@
 //! Only operating errors live here: those a caller, a peer or the network can cause. A
 //! broken invariant is a bug and panics instead.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::glob::PatternError;
@@ -13,6 +14,7 @@ use crate::options::OptionsError;
 ///
 /// Variants carry numbers and ids, never preformatted text, so that callers can match
 /// on them and tests can compare them.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
@@ -85,7 +87,7 @@ pub enum Error {
     /// A peer answered with a response of the wrong kind (a bug or a version mismatch).
     Protocol {
         /// What was expected.
-        expected: &'static str,
+        expected: Cow<'static, str>,
     },
 }
 

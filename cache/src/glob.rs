@@ -30,6 +30,7 @@ const ACCEPTED: &str = "accepted: a literal prefix, or a glob of `*`, `?`, `[abc
                         `[!a-z]` and `\\` escapes";
 
 /// Why a key pattern is invalid.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PatternError {

@@ -30,6 +30,7 @@ use crate::node_id::NodeId;
 pub const GOSSIP_ENTRY_COUNT_MAX: usize = MEMBER_COUNT_MAX + REMOVAL_COUNT_MAX;
 
 /// A membership request: heartbeats, indirect probes and gossip.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MembershipRequest {
     /// A direct probe. The receiver answers with an [`Ack`]; it first merges `from`
@@ -58,6 +59,7 @@ pub enum MembershipRequest {
 }
 
 /// A probed node's answer.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ack {
     /// The probed node, as it sees itself (after refuting any suspicion).
@@ -71,6 +73,7 @@ pub struct Ack {
 }
 
 /// The answer to a [`MembershipRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MembershipResponse {
     /// Answers a [`MembershipRequest::Ping`].

@@ -43,6 +43,7 @@ pub const KEYS_PAGE_COUNT_MAX: usize = 4096;
 const _: () = assert!(KEY_COUNT_PER_NODE_MAX >= KEYS_PAGE_LEN_MAX);
 
 /// A key-listing request.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeysRequest {
     /// The live keys matching `pattern` after `after`, in key order.
@@ -57,6 +58,7 @@ pub enum KeysRequest {
 }
 
 /// The answer to a [`KeysRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeysResponse {
     /// A page of keys.
@@ -73,6 +75,7 @@ pub enum KeysResponse {
 }
 
 /// The result of a cluster-wide listing.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KeyList {
     /// The keys, deduplicated, in increasing order.

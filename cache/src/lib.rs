@@ -76,8 +76,9 @@ mod read_path;
 mod rebalance;
 mod ring;
 mod runtime;
+#[cfg(feature = "sim")]
 mod sim_runtime;
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod sim_tests;
 mod store;
 mod version;
@@ -121,6 +122,7 @@ pub use crate::ring::{
     Owners, REPLICATION_FACTOR_MAX, RING_NODE_COUNT_MAX, Ring, VNODE_COUNT_PER_NODE_MAX, key_hash,
 };
 pub use crate::runtime::{LocalBoxFuture, Runtime, TaskGuard, Transport, TransportError};
+#[cfg(feature = "sim")]
 pub use crate::sim_runtime::{StartError, parse_address, start_on_sim};
 pub use crate::store::{
     Apply, Entry, Item, KEY_LEN_MAX, Store, Tombstone, VALUE_LEN_MAX, check_key, check_value,

@@ -27,6 +27,7 @@ pub const MEMBER_COUNT_MAX: usize = RING_NODE_COUNT_MAX;
 pub const REMOVAL_COUNT_MAX: usize = MEMBER_COUNT_MAX;
 
 /// A member's liveness as this node sees it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeState {
     /// Answering.
@@ -99,6 +100,7 @@ impl Member {
 }
 
 /// What a node gossips about one member.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GossipEntry {
     /// The member's id.

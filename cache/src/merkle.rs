@@ -54,6 +54,7 @@ const LEAF_PREFIX: u8 = 0x00;
 const INNER_PREFIX: u8 = 0x01;
 
 /// A SHA-256 digest: a leaf's, an inner node's or a root's.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MerkleHash([u8; 32]);
 

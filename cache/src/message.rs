@@ -19,6 +19,7 @@ use crate::store::{Entry, Item};
 use crate::version::Version;
 
 /// A client write, before it is versioned.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WriteOp {
     /// Set the value, with an optional time to live.
@@ -43,6 +44,7 @@ impl WriteOp {
 }
 
 /// Why a node sends a [`PeerRequest::Replicate`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ReplicaCause {
     /// The coordinator's replica write of a client write.
@@ -68,6 +70,7 @@ impl ReplicaCause {
 }
 
 /// A request from one cache node to another.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerRequest {
     /// Coordinate this client write: version it, apply it, replicate it.
@@ -109,6 +112,7 @@ pub enum PeerRequest {
 }
 
 /// What a client asks a cache node (the cache's client protocol).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientRequest {
     /// Set `key` to `value`, with an optional time to live.
@@ -146,6 +150,7 @@ pub enum ClientRequest {
 }
 
 /// The answer to a [`ClientRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientResponse {
     /// A set or remove: the version written, or why it failed.
@@ -173,6 +178,7 @@ impl PeerRequest {
 }
 
 /// The answer to a [`PeerRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerResponse {
     /// The outcome of a forwarded write: its version, or why it failed.

@@ -4,6 +4,7 @@
 //! defaults, which turn every background loop off. An interval of 0 turns its loop
 //! off. Every queue has a limit here or in the module that owns it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::anti_entropy::MERKLE_BACKOFF_FACTOR_MAX;
@@ -161,12 +162,13 @@ impl OptionsBuilder {
 }
 
 /// An option out of its range.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OptionsError {
     /// The value is outside `min..=max` (and not 0 where 0 turns a loop off).
     OutOfRange {
         /// The option's name.
-        option: &'static str,
+        option: Cow<'static, str>,
         /// The value given.
         value: u64,
         /// The smallest value accepted, 0 aside.
@@ -179,11 +181,11 @@ pub enum OptionsError {
     /// The value must be above (or at least) another option's.
     TooSmall {
         /// The option's name.
-        option: &'static str,
+        option: Cow<'static, str>,
         /// The value given.
         value: u64,
         /// The option it is compared with.
-        other: &'static str,
+        other: Cow<'static, str>,
         /// That option's value.
         other_value: u64,
         /// Whether equal values are accepted.
@@ -260,9 +262,9 @@ fn validate(options: &Options) -> Result<(), OptionsError> {
     let (total, per_node) = (to_u64(o.hint_count_max), to_u64(o.hint_count_per_node_max));
     if total < per_node {
         return Err(OptionsError::TooSmall {
-            option: "hint_count_max",
+            option: Cow::Borrowed("hint_count_max"),
             value: total,
-            other: "hint_count_per_node_max",
+            other: Cow::Borrowed("hint_count_per_node_max"),
             other_value: per_node,
             equal_allowed: true,
         });
@@ -277,7 +279,13 @@ fn to_u64(value: usize) -> u64 {
 fn range(option: &'static str, value: u64, min: u64, max: u64) -> Result<(), OptionsError> {
     assert!(min <= max);
     if value < min || value > max {
-        return Err(OptionsError::OutOfRange { option, value, min, max, zero_means_off: false });
+        return Err(OptionsError::OutOfRange {
+            option: option.into(),
+            value,
+            min,
+            max,
+            zero_means_off: false,
+        });
     }
     Ok(())
 }
@@ -286,7 +294,7 @@ fn range(option: &'static str, value: u64, min: u64, max: u64) -> Result<(), Opt
 fn interval(option: &'static str, value_ms: u64) -> Result<(), OptionsError> {
     if value_ms > INTERVAL_MS_MAX {
         return Err(OptionsError::OutOfRange {
-            option,
+            option: option.into(),
             value: value_ms,
             min: 1,
             max: INTERVAL_MS_MAX,
@@ -304,9 +312,9 @@ fn above(
 ) -> Result<(), OptionsError> {
     if value <= other_value {
         return Err(OptionsError::TooSmall {
-            option,
+            option: option.into(),
             value,
-            other,
+            other: other.into(),
             other_value,
             equal_allowed: false,
         });
@@ -391,7 +399,9 @@ mod tests {
             "option `dead_after_ms` is 3000: accepted above `suspect_after_ms` (3000)"
         );
         let error = Options::builder().probe_timeout_ms(1_000).build().unwrap_err();
-        assert!(matches!(error, OptionsError::TooSmall { option: "heartbeat_interval_ms", .. }));
+        assert!(
+            matches!(&error, OptionsError::TooSmall { option, .. } if option == "heartbeat_interval_ms")
+        );
         let error = Options::builder().tombstone_ttl_ms(30_000).build().unwrap_err();
         assert_eq!(
             error.to_string(),

@@ -64,6 +64,7 @@ pub(crate) const RELEASE_GRACE_MS: u64 = 0;
 pub(crate) const RELEASE_KEY_COUNT_MAX: usize = 4_096;
 
 /// A rebalance request.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RebalanceRequest {
     /// Entries the sender believes the receiver owns: apply each one the receiver owns
@@ -76,6 +77,7 @@ pub enum RebalanceRequest {
 }
 
 /// What a receiver did with one transferred entry.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TransferOutcome {
     /// The entry was newer and is now held.
@@ -89,6 +91,7 @@ pub enum TransferOutcome {
 }
 
 /// The answer to a [`RebalanceRequest`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RebalanceResponse {
     /// One outcome per transferred entry, in order.

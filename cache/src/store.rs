@@ -53,6 +53,7 @@ pub fn check_value(value: &[u8]) -> Result<(), Error> {
 }
 
 /// A stored value with its version and optional expiry.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Item {
     /// The value.
@@ -93,6 +94,7 @@ impl Item {
 }
 
 /// The trace of a deleted (or expired) key: its version refuses older writes.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tombstone {
     /// The delete's version.
@@ -107,6 +109,7 @@ pub struct Tombstone {
 }
 
 /// What a key holds: an item or a tombstone.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Entry {
     /// A value.

@@ -23,6 +23,7 @@ use crate::node_id::NodeId;
 /// counter it issued before the crash. Without the boot, two different writes would
 /// share one version, replicas holding either would each refuse the other, and a
 /// read could pair one write's value with the other's version (swarm 6919 found it).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Version {
     /// The Lamport counter.

@@ -5,6 +5,7 @@
 //! primary forwards the write; when the primary cannot be reached, the next owner is
 //! asked, and an owner that coordinates in the primary's place promotes itself.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use futures::StreamExt;
@@ -63,7 +64,9 @@ impl Inner {
                 )))
                 | Err(_) => {}
                 Ok(PeerResponse::Written(result)) => return result,
-                Ok(_) => return Err(Error::Protocol { expected: "a write outcome" }),
+                Ok(_) => {
+                    return Err(Error::Protocol { expected: Cow::Borrowed("a write outcome") });
+                }
             }
         }
         Err(Error::Unreachable { owners_tried: owners.len() })
