@@ -42,6 +42,26 @@ pub struct NodeConfig {
     pub mutant: Option<crate::mutant::Mutant>,
 }
 
+impl NodeConfig {
+    /// A configuration from its parts, with no planted bug: the way to build one that
+    /// compiles whatever features the cache is built with.
+    pub fn new(
+        id: NodeId,
+        address: impl Into<String>,
+        peers: Vec<(NodeId, String)>,
+        options: Options,
+    ) -> NodeConfig {
+        NodeConfig {
+            id,
+            address: address.into(),
+            peers,
+            options,
+            #[cfg(feature = "mutants")]
+            mutant: None,
+        }
+    }
+}
+
 /// The state of one node; borrowed briefly, never across an `.await`.
 pub(crate) struct State {
     pub(crate) store: Store,

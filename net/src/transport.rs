@@ -1,0 +1,260 @@
+//! [`cache::Transport`] over TCP: one reused connection per peer address, requests
+//! multiplexed on it by id, a timeout on every call, and reconnection with a bounded
+//! exponential backoff after a failed connect.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cache::{LocalBoxFuture, PeerRequest, PeerResponse, Transport, TransportError};
+use futures::channel::oneshot;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::frame::{self, FrameError, FrameKind};
+use crate::stats::NetStats;
+
+/// The first wait after a failed connect; it doubles on each failure in a row.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+/// The longest wait between connection attempts to one peer.
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// Peers this node keeps a connection (or a backoff) for.
+pub const PEER_COUNT_MAX: usize = 1024;
+/// Requests queued for one connection's writer; a call beyond it fails at once.
+const REQUESTS_QUEUED_MAX: usize = 4096;
+/// Calls awaiting an answer on one connection.
+const CALLS_PENDING_MAX: usize = 4096;
+
+/// Calls to peers over TCP.
+#[derive(Debug)]
+pub struct TcpTransport {
+    shared: Rc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    peers: RefCell<BTreeMap<String, Slot>>,
+    stats: Rc<NetStats>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Open(Rc<Connection>),
+    /// The last connect failed: calls fail at once until `until`.
+    Backoff {
+        until: Instant,
+        delay_ms: u64,
+    },
+}
+
+/// One open connection: a writer task, a reader task, the calls awaiting answers.
+#[derive(Debug)]
+struct Connection {
+    requests: mpsc::Sender<BytesMut>,
+    pending: RefCell<BTreeMap<u64, oneshot::Sender<PeerResponse>>>,
+    id_next: Cell<u64>,
+    closed: Cell<bool>,
+    tasks: RefCell<Vec<AbortHandle>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for task in self.tasks.borrow().iter() {
+            task.abort();
+        }
+    }
+}
+
+impl Connection {
+    /// Fails every call awaiting an answer (their callers see `Unreachable`).
+    fn close(&self) {
+        self.closed.set(true);
+        self.pending.borrow_mut().clear();
+    }
+}
+
+impl TcpTransport {
+    /// A transport that counts into `stats`.
+    pub fn new(stats: Rc<NetStats>) -> TcpTransport {
+        TcpTransport { shared: Rc::new(Shared { peers: RefCell::new(BTreeMap::new()), stats }) }
+    }
+}
+
+impl Shared {
+    /// The open connection to `address`, connecting if there is none; `Unreachable`
+    /// during a backoff or when the connect fails.
+    async fn connection(
+        &self,
+        address: &str,
+        deadline: Instant,
+    ) -> Result<Rc<Connection>, TransportError> {
+        let backoff_ms = match self.peers.borrow().get(address) {
+            Some(Slot::Open(connection)) if !connection.closed.get() => {
+                return Ok(connection.clone());
+            }
+            Some(Slot::Backoff { until, .. }) if Instant::now() < *until => {
+                return Err(TransportError::Unreachable);
+            }
+            Some(Slot::Backoff { delay_ms, .. }) => *delay_ms,
+            _ => 0,
+        };
+        let connected = tokio::time::timeout_at(deadline, TcpStream::connect(address)).await;
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(_)) | Err(_) => {
+                self.stats.connect_failed();
+                let delay_ms =
+                    (backoff_ms * 2).clamp(RECONNECT_BACKOFF_MS_MIN, RECONNECT_BACKOFF_MS_MAX);
+                let until = Instant::now() + Duration::from_millis(delay_ms);
+                self.remember(address, Slot::Backoff { until, delay_ms });
+                return Err(if connected.is_err() {
+                    TransportError::Timeout
+                } else {
+                    TransportError::Unreachable
+                });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = open(stream, address);
+        self.remember(address, Slot::Open(connection.clone()));
+        Ok(connection)
+    }
+
+    fn remember(&self, address: &str, slot: Slot) {
+        let mut peers = self.peers.borrow_mut();
+        if peers.len() >= PEER_COUNT_MAX && !peers.contains_key(address) {
+            // Forget a backoff, never an open connection another call is using.
+            let forgettable = peers.iter().find(|(_, slot)| matches!(slot, Slot::Backoff { .. }));
+            let Some(stale) = forgettable.map(|(key, _)| key.clone()) else { return };
+            peers.remove(&stale);
+        }
+        peers.insert(address.to_owned(), slot);
+    }
+
+    async fn call_once(
+        &self,
+        address: String,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, TransportError> {
+        let deadline = Instant::now() + timeout;
+        let connection = self.connection(&address, deadline).await?;
+        if connection.pending.borrow().len() >= CALLS_PENDING_MAX {
+            return Err(TransportError::Unreachable);
+        }
+        let id = connection.id_next.get();
+        connection.id_next.set(id + 1);
+        let mut frame = BytesMut::new();
+        if let Err(error) = frame::encode(FrameKind::Request, id, &request, &mut frame) {
+            tracing::warn!(target: "cache::net", %address, %error, "request not sent");
+            return Err(TransportError::Unreachable);
+        }
+        let (answer, answered) = oneshot::channel();
+        connection.pending.borrow_mut().insert(id, answer);
+        if connection.requests.try_send(frame).is_err() {
+            connection.pending.borrow_mut().remove(&id);
+            return Err(TransportError::Unreachable);
+        }
+        self.stats.sent();
+        match tokio::time::timeout_at(deadline, answered).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(TransportError::Unreachable),
+            Err(_) => {
+                connection.pending.borrow_mut().remove(&id);
+                Err(TransportError::Timeout)
+            }
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn call(
+        &self,
+        address: &str,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> LocalBoxFuture<Result<PeerResponse, TransportError>> {
+        let (transport, address) = (self.shared.clone(), address.to_owned());
+        Box::pin(async move {
+            let result = transport.call_once(address, request, timeout).await;
+            match result {
+                Err(TransportError::Timeout) => transport.stats.timed_out(),
+                Err(_) => transport.stats.unreachable(),
+                Ok(_) => {}
+            }
+            result
+        })
+    }
+}
+
+/// Starts the writer and reader tasks of a new connection.
+fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
+    let (read, write) = stream.into_split();
+    let (requests, outbox) = mpsc::channel(REQUESTS_QUEUED_MAX);
+    let connection = Rc::new(Connection {
+        requests,
+        pending: RefCell::new(BTreeMap::new()),
+        id_next: Cell::new(0),
+        closed: Cell::new(false),
+        tasks: RefCell::new(Vec::new()),
+    });
+    let writer = tokio::task::spawn_local(write_loop(write, outbox, Rc::downgrade(&connection)));
+    let reader =
+        tokio::task::spawn_local(read_loop(read, Rc::downgrade(&connection), address.to_owned()));
+    connection.tasks.borrow_mut().extend([writer.abort_handle(), reader.abort_handle()]);
+    connection
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut outbox: mpsc::Receiver<BytesMut>,
+    connection: Weak<Connection>,
+) {
+    while let Some(frame) = outbox.recv().await {
+        if write.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    if let Some(connection) = connection.upgrade() {
+        connection.close();
+    }
+}
+
+async fn read_loop(mut read: OwnedReadHalf, connection: Weak<Connection>, address: String) {
+    let mut buffer = BytesMut::with_capacity(16 << 10);
+    let ended: Result<(), FrameError> = loop {
+        match frame::decode(&mut buffer) {
+            Ok(Some(frame)) if frame.kind == FrameKind::Response => {
+                let response = match frame::response(&frame) {
+                    Ok(response) => response,
+                    Err(error) => break Err(error),
+                };
+                let Some(connection) = connection.upgrade() else { return };
+                let waiting = connection.pending.borrow_mut().remove(&frame.request_id);
+                // A call that timed out is gone: its late answer is dropped.
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(response);
+                }
+            }
+            Ok(Some(frame)) => break Err(FrameError::UnknownKind { kind: frame.kind as u8 }),
+            Ok(None) => match read.read_buf(&mut buffer).await {
+                Ok(0) => break frame::finish(&buffer),
+                Ok(_) => {}
+                Err(_) => break Ok(()),
+            },
+            Err(error) => break Err(error),
+        }
+    };
+    if let Err(error) = ended {
+        tracing::warn!(target: "cache::net", %address, reason = %error, "peer connection closed: bad input");
+    }
+    if let Some(connection) = connection.upgrade() {
+        connection.close();
+    }
+}

@@ -1,0 +1,125 @@
+//! Three real nodes on 127.0.0.1 talking TCP: the data path end to end, a node going
+//! away, and bad bytes from a stranger.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use cache::{Consistency, NodeConfig, NodeId, Options};
+use cache_net::NetNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Binds three listeners on free ports (each bound once, then handed to its node) and
+/// starts a node on each; every node knows the other two.
+fn start_cluster(options: &Options) -> Vec<NetNode> {
+    let listeners: Vec<TcpListener> =
+        (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addresses: Vec<String> =
+        listeners.iter().map(|listener| listener.local_addr().unwrap().to_string()).collect();
+    let ids: Vec<NodeId> = (1..=3).map(|n| NodeId::new(&format!("n{n}")).unwrap()).collect();
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, listener)| {
+            let peers = (0..3)
+                .filter(|other| *other != index)
+                .map(|other| (ids[other].clone(), addresses[other].clone()))
+                .collect();
+            let config =
+                NodeConfig::new(ids[index].clone(), &addresses[index], peers, options.clone());
+            NetNode::start(config, listener).unwrap()
+        })
+        .collect()
+}
+
+fn local<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .block_on(&runtime, async { tokio::time::timeout(Duration::from_secs(30), future).await })
+        .expect("the test finished within 30 s")
+}
+
+fn quorum() -> Options {
+    Options::builder()
+        .read_consistency(Consistency::Quorum)
+        .write_consistency(Consistency::Quorum)
+        .rpc_timeout_ms(500)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn writes_through_one_node_are_read_through_the_others() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        for index in 0..50 {
+            let key = format!("key{index}");
+            nodes[index % 3].node().set(&key, format!("value{index}"), None).await.unwrap();
+        }
+        for index in 0..50 {
+            let key = format!("key{index}");
+            let item = nodes[(index + 1) % 3].node().get(&key).await.unwrap().unwrap();
+            assert_eq!(&item.value[..], format!("value{index}").as_bytes());
+        }
+        nodes[2].node().remove(&["key7"]).await.unwrap();
+        assert!(nodes[0].node().get("key7").await.unwrap().is_none());
+        let served: u64 = nodes.iter().map(|node| node.net_stats().requests_served).sum();
+        assert!(served >= 100, "peers served {served} requests");
+    });
+}
+
+#[test]
+fn a_quorum_survives_one_node_stopped() {
+    local(async {
+        let mut nodes = start_cluster(&quorum());
+        let stopped = nodes.pop().unwrap();
+        let port = stopped.local_addr();
+        drop(stopped);
+        // The port is free again once the runtime has run the cancelled server task
+        // (tokio cancels a task at its next turn, not inside `drop`).
+        tokio::task::yield_now().await;
+        drop(TcpListener::bind(port).unwrap());
+        for index in 0..20 {
+            let key = format!("key{index}");
+            nodes[index % 2].node().set(&key, "v", None).await.unwrap();
+            assert!(nodes[(index + 1) % 2].node().get(&key).await.unwrap().is_some());
+        }
+    });
+}
+
+#[test]
+fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        let target = nodes[0].local_addr();
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            // A header of another protocol version.
+            vec![b'C', b'S', 99, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            // A header announcing 4 GiB.
+            vec![b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255],
+            // A well-formed header around a payload that is no request.
+            vec![b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250],
+        ];
+        // A frame cut short: the connection ends inside it.
+        cases.push(vec![b'C', b'S', 1, 1, 0, 0, 0, 0]);
+        for bytes in &cases {
+            let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+            stream.write_all(bytes).await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            // The node closes the connection without answering.
+            let read = stream.read_to_end(&mut rest).await;
+            assert!(read.is_err() || rest.is_empty(), "no answer to garbage");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let bad = nodes[0].net_stats().bad_input;
+        assert_eq!(bad.get("bad-magic"), Some(&1), "{bad:?}");
+        assert_eq!(bad.get("unknown-version"), Some(&1), "{bad:?}");
+        assert_eq!(bad.get("oversized"), Some(&1), "{bad:?}");
+        assert_eq!(bad.get("malformed"), Some(&1), "{bad:?}");
+        assert_eq!(bad.get("truncated"), Some(&1), "{bad:?}");
+        nodes[0].node().set("after", "still", None).await.unwrap();
+        assert!(nodes[1].node().get("after").await.unwrap().is_some());
+    });
+}
