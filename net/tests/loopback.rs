@@ -105,8 +105,9 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
         cases.push(vec![b'C', b'S', 1, 1, 0, 0, 0, 0]);
         for bytes in &cases {
             let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
-            stream.write_all(bytes).await.unwrap();
-            stream.shutdown().await.unwrap();
+            // The node may cut the connection off before these return: no unwrap.
+            let _ = stream.write_all(bytes).await;
+            let _ = stream.shutdown().await;
             let mut rest = Vec::new();
             // The node closes the connection without answering.
             let read = stream.read_to_end(&mut rest).await;
