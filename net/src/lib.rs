@@ -14,6 +14,7 @@
 //! - `server.rs`: the peer server; a connection that sends bad input is closed with a
 //!   logged reason and a counter, and the others go on.
 //! - `node.rs`: [`NetNode`], a node on a listener the caller bound.
+//! - `client.rs`: [`Client`], the cache's client protocol against any node.
 //! - `stats.rs`: [`NetStats`], the network layer's counters.
 //!
 //! This crate is where the cache meets the OS: it reads the OS clocks (each read is
@@ -22,6 +23,7 @@
 
 #![deny(missing_docs)]
 
+mod client;
 pub mod frame;
 mod node;
 mod runtime;
@@ -29,6 +31,7 @@ mod server;
 mod stats;
 mod transport;
 
+pub use crate::client::{Client, ClientError};
 pub use crate::frame::{FRAME_PAYLOAD_BYTES_MAX, FrameError, PROTOCOL_VERSION};
 pub use crate::node::{NetNode, StartError};
 pub use crate::runtime::TokioRuntime;

@@ -124,3 +124,36 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
         assert!(nodes[1].node().get("after").await.unwrap().is_some());
     });
 }
+
+#[test]
+fn a_client_talks_to_any_node() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        let first =
+            cache_net::Client::new(nodes[0].local_addr().to_string(), Duration::from_secs(2));
+        let second =
+            cache_net::Client::new(nodes[2].local_addr().to_string(), Duration::from_secs(2));
+        for index in 0..20 {
+            first.set(&format!("user:{index}"), "x", None, None).await.unwrap();
+        }
+        first.set("other", "y", None, Some(Consistency::All)).await.unwrap();
+        let item = second.get("user:3", Some(Consistency::Quorum)).await.unwrap().unwrap();
+        assert_eq!(&item.value[..], b"x");
+        second.remove("user:3", None).await.unwrap();
+        assert_eq!(first.get("user:3", None).await.unwrap(), None);
+        let listed = second.keys("user:*", 0).await.unwrap();
+        assert_eq!(listed.keys.len(), 19, "{listed:?}");
+        // The cache's own refusals come back as its errors.
+        let refused = first.set("", "x", None, None).await.unwrap_err();
+        assert!(matches!(refused, cache_net::ClientError::Cache(cache::Error::InvalidKey { .. })));
+        let refused = first.keys("[z-a]", 0).await.unwrap_err();
+        assert!(matches!(refused, cache_net::ClientError::Cache(cache::Error::InvalidPattern(_))));
+        // A node that is gone: no answer, no panic.
+        let port = nodes[1].local_addr();
+        drop(nodes);
+        tokio::task::yield_now().await;
+        let gone = cache_net::Client::new(port.to_string(), Duration::from_millis(200));
+        let error = gone.get("user:1", None).await.unwrap_err();
+        assert!(matches!(error, cache_net::ClientError::Transport(_)), "{error:?}");
+    });
+}
