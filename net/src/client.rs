@@ -10,6 +10,7 @@ use cache::{
     Transport, TransportError, Version,
 };
 
+use crate::auth::{Keys, Role, Secret};
 use crate::stats::{NetStats, NetStatsSnapshot};
 use crate::transport::TcpTransport;
 
@@ -51,15 +52,13 @@ pub struct Client {
 
 impl Client {
     /// A client of the node at `address` (`host:port`), each call waiting at most
-    /// `timeout`. Connects on the first call.
-    pub fn new(address: impl Into<String>, timeout: Duration) -> Client {
+    /// `timeout`, proving `token` when the node asks for one. Connects on the first
+    /// call.
+    pub fn new(address: impl Into<String>, timeout: Duration, token: Option<Secret>) -> Client {
         let stats = Rc::new(NetStats::default());
-        Client {
-            transport: TcpTransport::new(stats.clone()),
-            stats,
-            address: address.into(),
-            timeout,
-        }
+        let keys = Rc::new(Keys { cluster: None, client_token: token });
+        let transport = TcpTransport::new(stats.clone(), keys, Role::Client);
+        Client { transport, stats, address: address.into(), timeout }
     }
 
     async fn call(&self, request: ClientRequest) -> Result<ClientResponse, ClientError> {

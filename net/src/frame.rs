@@ -34,6 +34,12 @@ pub enum FrameKind {
     Request = 1,
     /// A [`PeerResponse`] to the request with the same id.
     Response = 2,
+    /// The dialer's opening of the handshake (`auth.rs`).
+    Hello = 3,
+    /// The node's nonce and proof.
+    Challenge = 4,
+    /// The dialer's proof.
+    Proof = 5,
 }
 
 /// One frame, its payload not yet decoded.
@@ -85,6 +91,17 @@ pub enum FrameError {
         /// Its encoded length.
         len: usize,
     },
+    /// The handshake went wrong: a frame out of turn, a proof that does not check, or
+    /// a dialer that took too long.
+    Refused {
+        /// Why, for the log.
+        reason: &'static str,
+    },
+    /// A client connection sent a request only peers may send.
+    Forbidden {
+        /// The request's kind.
+        kind: &'static str,
+    },
 }
 
 impl FrameError {
@@ -98,6 +115,8 @@ impl FrameError {
             FrameError::Truncated { .. } => "truncated",
             FrameError::Malformed { .. } => "malformed",
             FrameError::TooLargeToSend { .. } => "too-large-to-send",
+            FrameError::Refused { .. } => "auth-refused",
+            FrameError::Forbidden { .. } => "forbidden",
         }
     }
 }
@@ -127,11 +146,28 @@ impl std::fmt::Display for FrameError {
                 "message encodes to {len} bytes, over the frame limit of \
                  {FRAME_PAYLOAD_BYTES_MAX}"
             ),
+            FrameError::Refused { reason } => write!(f, "handshake refused: {reason}"),
+            FrameError::Forbidden { kind } => {
+                write!(f, "a client connection sent a {kind} request, which only peers may send")
+            }
         }
     }
 }
 
 impl std::error::Error for FrameError {}
+
+/// Appends one frame carrying raw `payload` bytes (the handshake's) to `out`.
+pub fn encode_raw(kind: FrameKind, payload: &[u8], out: &mut BytesMut) {
+    assert!(payload.len() <= FRAME_PAYLOAD_BYTES_MAX);
+    let len = u32::try_from(payload.len()).expect("the payload limit fits in u32");
+    out.reserve(HEADER_BYTES + payload.len());
+    out.put_slice(&MAGIC);
+    out.put_u8(PROTOCOL_VERSION);
+    out.put_u8(kind as u8);
+    out.put_u64(0);
+    out.put_u32(len);
+    out.put_slice(payload);
+}
 
 /// Appends one frame carrying `message` to `out`.
 ///
@@ -181,6 +217,9 @@ pub fn decode(buffer: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     let kind = match buffer[3] {
         1 => FrameKind::Request,
         2 => FrameKind::Response,
+        3 => FrameKind::Hello,
+        4 => FrameKind::Challenge,
+        5 => FrameKind::Proof,
         kind => return Err(FrameError::UnknownKind { kind }),
     };
     let request_id = u64::from_be_bytes(buffer[4..12].try_into().expect("8 bytes"));
@@ -298,8 +337,8 @@ mod tests {
         assert_eq!(decode(&mut huge), Err(FrameError::Oversized { len: u64::from(u32::MAX) }));
         assert!(huge.capacity() < 1 << 16, "nothing allocated for an oversized frame");
         let mut kind = wire.clone();
-        kind[3] = 3;
-        assert_eq!(decode(&mut kind), Err(FrameError::UnknownKind { kind: 3 }));
+        kind[3] = 6;
+        assert_eq!(decode(&mut kind), Err(FrameError::UnknownKind { kind: 6 }));
         let mut cut = BytesMut::from(&wire[..wire.len() - 1]);
         assert_eq!(decode(&mut cut), Ok(None));
         assert_eq!(finish(&cut), Err(FrameError::Truncated { received: wire.len() - 1 }));

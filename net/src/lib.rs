@@ -13,6 +13,8 @@
 //!   bounded backoff.
 //! - `server.rs`: the peer server; a connection that sends bad input is closed with a
 //!   logged reason and a counter, and the others go on.
+//! - `auth.rs`: [`Secret`], [`Keys`], the mutual HMAC-SHA256 challenge–response
+//!   that opens every connection; `handshake.rs` runs it on each side.
 //! - `node.rs`: [`NetNode`], a node on a listener the caller bound.
 //! - `client.rs`: [`Client`], the cache's client protocol against any node.
 //! - `stats.rs`: [`NetStats`], the network layer's counters.
@@ -23,14 +25,19 @@
 
 #![deny(missing_docs)]
 
+mod auth;
 mod client;
 pub mod frame;
+pub mod handshake;
 mod node;
 mod runtime;
 mod server;
 mod stats;
 mod transport;
 
+pub use crate::auth::{
+    Keys, NONCE_BYTES, Role, SECRET_BYTES_MAX, SECRET_BYTES_MIN, Secret, SecretError,
+};
 pub use crate::client::{Client, ClientError};
 pub use crate::frame::{FRAME_PAYLOAD_BYTES_MAX, FrameError, PROTOCOL_VERSION};
 pub use crate::node::{NetNode, StartError};

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use cache::{CacheNode, NodeConfig, Runtime};
 
+use crate::auth::{Keys, Role};
 use crate::runtime::TokioRuntime;
 use crate::server;
 use crate::stats::{NetStats, NetStatsSnapshot};
@@ -54,6 +55,7 @@ impl NetNode {
     /// once and handing the socket over leaves no moment in which another process
     /// could take the port (the reference's `AllocatePort` binds, closes and binds
     /// again). `config.address` is what peers dial; usually the listener's address.
+    /// `keys` are what this node proves to its peers and asks of whoever dials it.
     ///
     /// # Errors
     ///
@@ -66,6 +68,7 @@ impl NetNode {
     pub fn start(
         config: NodeConfig,
         listener: std::net::TcpListener,
+        keys: Keys,
     ) -> Result<NetNode, StartError> {
         listener.set_nonblocking(true).map_err(StartError::Listener)?;
         let local_addr = listener.local_addr().map_err(StartError::Listener)?;
@@ -73,10 +76,11 @@ impl NetNode {
         let stats = Rc::new(NetStats::default());
         let salt = local_addr.port().into();
         let runtime = Rc::new(TokioRuntime::new(salt));
-        let transport = Rc::new(TcpTransport::new(stats.clone()));
+        let keys = Rc::new(keys);
+        let transport = Rc::new(TcpTransport::new(stats.clone(), keys.clone(), Role::Peer));
         let node =
             CacheNode::start(config, runtime.clone(), transport).map_err(StartError::Node)?;
-        let serving = server::serve(listener, node.peer_handler(), stats.clone());
+        let serving = server::serve(listener, node.peer_handler(), stats.clone(), keys);
         node.attach_task(runtime.spawn("peer server", Box::pin(serving)));
         Ok(NetNode { node, stats, local_addr })
     }

@@ -8,13 +8,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use cache::{PeerHandler, PeerResponse};
+use cache::{PeerHandler, PeerRequest, PeerResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::auth::{Keys, Role};
 use crate::frame::{self, FrameError, FrameKind};
+use crate::handshake;
 use crate::stats::NetStats;
 
 /// Connections one server keeps open at once; more are closed on accept.
@@ -43,7 +45,12 @@ impl Drop for Connections {
 
 /// Serves peers on `listener` until the returned future is dropped (or the listener
 /// fails); dropping it closes the listener and every connection it accepted.
-pub(crate) async fn serve(listener: TcpListener, handler: PeerHandler, stats: Rc<NetStats>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handler: PeerHandler,
+    stats: Rc<NetStats>,
+    keys: Rc<Keys>,
+) {
     let connections = Rc::new(Connections::default());
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -65,8 +72,9 @@ pub(crate) async fn serve(listener: TcpListener, handler: PeerHandler, stats: Rc
         connections.id_next.set(id + 1);
         let (handler, stats_task, set) =
             (handler.clone(), stats.clone(), Rc::downgrade(&connections));
+        let keys = keys.clone();
         let task = tokio::task::spawn_local(async move {
-            connection(stream, peer, handler, stats_task).await;
+            connection(stream, peer, handler, stats_task, &keys).await;
             if let Some(set) = set.upgrade() {
                 set.open.borrow_mut().remove(&id);
             }
@@ -75,14 +83,26 @@ pub(crate) async fn serve(listener: TcpListener, handler: PeerHandler, stats: Rc
     }
 }
 
-/// One connection: frames in, answers out, until it ends or sends bad input.
+fn refuse(stats: &NetStats, peer: SocketAddr, error: &FrameError) {
+    stats.bad_input(error.name());
+    tracing::warn!(target: "cache::net", %peer, reason = %error, "connection closed: bad input");
+}
+
+/// One connection: the handshake, then frames in and answers out, until it ends or
+/// sends bad input.
 async fn connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     handler: PeerHandler,
     stats: Rc<NetStats>,
+    keys: &Keys,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let role = match handshake::accept(&mut stream, &mut buffer, keys).await {
+        Ok(role) => role,
+        Err(error) => return refuse(&stats, peer, &error),
+    };
     let (mut read, mut write) = stream.into_split();
     let (answers, mut outbox) = mpsc::channel::<BytesMut>(RESPONSES_QUEUED_MAX);
     let writer = tokio::task::spawn_local(async move {
@@ -93,7 +113,6 @@ async fn connection(
         }
     });
     let in_flight = Rc::new(Cell::new(0usize));
-    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let ended = loop {
         match frame::decode(&mut buffer) {
             Ok(Some(frame)) => {
@@ -104,6 +123,9 @@ async fn connection(
                     Ok(request) => request,
                     Err(error) => break Err(error),
                 };
+                if role == Role::Client && !matches!(request, PeerRequest::Client(_)) {
+                    break Err(FrameError::Forbidden { kind: request.kind() });
+                }
                 if in_flight.get() >= REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX {
                     tracing::warn!(target: "cache::net", %peer, "too many requests in flight");
                     break Ok(());
@@ -130,8 +152,7 @@ async fn connection(
         }
     };
     if let Err(error) = ended {
-        stats.bad_input(error.name());
-        tracing::warn!(target: "cache::net", %peer, reason = %error, "connection closed: bad input");
+        refuse(&stats, peer, &error);
         writer.abort();
         return;
     }

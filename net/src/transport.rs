@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::auth::{Keys, Role};
 use crate::frame::{self, FrameError, FrameKind};
+use crate::handshake;
 use crate::stats::NetStats;
 
 /// The first wait after a failed connect; it doubles on each failure in a row.
@@ -41,6 +43,8 @@ pub struct TcpTransport {
 struct Shared {
     peers: RefCell<BTreeMap<String, Slot>>,
     stats: Rc<NetStats>,
+    keys: Rc<Keys>,
+    role: Role,
 }
 
 #[derive(Debug)]
@@ -80,9 +84,11 @@ impl Connection {
 }
 
 impl TcpTransport {
-    /// A transport that counts into `stats`.
-    pub fn new(stats: Rc<NetStats>) -> TcpTransport {
-        TcpTransport { shared: Rc::new(Shared { peers: RefCell::new(BTreeMap::new()), stats }) }
+    /// A transport that dials as `role`, proving that role's key from `keys`, and
+    /// counts into `stats`.
+    pub fn new(stats: Rc<NetStats>, keys: Rc<Keys>, role: Role) -> TcpTransport {
+        let peers = RefCell::new(BTreeMap::new());
+        TcpTransport { shared: Rc::new(Shared { peers, stats, keys, role }) }
     }
 }
 
@@ -104,7 +110,7 @@ impl Shared {
             Some(Slot::Backoff { delay_ms, .. }) => *delay_ms,
             _ => 0,
         };
-        let connected = tokio::time::timeout_at(deadline, TcpStream::connect(address)).await;
+        let connected = tokio::time::timeout_at(deadline, self.dial(address)).await;
         let stream = match connected {
             Ok(Ok(stream)) => stream,
             Ok(Err(_)) | Err(_) => {
@@ -120,10 +126,22 @@ impl Shared {
                 });
             }
         };
-        let _ = stream.set_nodelay(true);
         let connection = open(stream, address);
         self.remember(address, Slot::Open(connection.clone()));
         Ok(connection)
+    }
+
+    /// Connects and proves this side's role; a node that cannot prove the same key is
+    /// refused here, before any request goes out.
+    async fn dial(&self, address: &str) -> Result<TcpStream, ()> {
+        let mut stream = TcpStream::connect(address).await.map_err(|_| ())?;
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = handshake::dial(&mut stream, &self.keys, self.role).await {
+            self.stats.bad_input(error.name());
+            tracing::warn!(target: "cache::net", %address, reason = %error, "handshake failed");
+            return Err(());
+        }
+        Ok(stream)
     }
 
     fn remember(&self, address: &str, slot: Slot) {

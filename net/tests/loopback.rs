@@ -5,12 +5,16 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use cache::{Consistency, NodeConfig, NodeId, Options};
-use cache_net::NetNode;
+use cache_net::{Keys, NetNode, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Binds three listeners on free ports (each bound once, then handed to its node) and
 /// starts a node on each; every node knows the other two.
 fn start_cluster(options: &Options) -> Vec<NetNode> {
+    start_cluster_with(options, &Keys::default())
+}
+
+fn start_cluster_with(options: &Options, keys: &Keys) -> Vec<NetNode> {
     let listeners: Vec<TcpListener> =
         (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let addresses: Vec<String> =
@@ -26,7 +30,7 @@ fn start_cluster(options: &Options) -> Vec<NetNode> {
                 .collect();
             let config =
                 NodeConfig::new(ids[index].clone(), &addresses[index], peers, options.clone());
-            NetNode::start(config, listener).unwrap()
+            NetNode::start(config, listener, keys.clone()).unwrap()
         })
         .collect()
 }
@@ -98,7 +102,7 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
             vec![b'C', b'S', 99, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
             // A header announcing 4 GiB.
             vec![b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255],
-            // A well-formed header around a payload that is no request.
+            // A request before the handshake.
             vec![b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250],
         ];
         // A frame cut short: the connection ends inside it.
@@ -113,8 +117,20 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
             let read = stream.read_to_end(&mut rest).await;
             assert!(read.is_err() || rest.is_empty(), "no answer to garbage");
         }
+        // After a handshake, a well-formed header around a payload that is no request.
+        let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+        cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
+            .await
+            .unwrap();
+        let _ = stream
+            .write_all(&[b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250])
+            .await;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "no answer to a malformed request");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let bad = nodes[0].net_stats().bad_input;
+        assert_eq!(bad.get("auth-refused"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("bad-magic"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("unknown-version"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("oversized"), Some(&1), "{bad:?}");
@@ -130,9 +146,9 @@ fn a_client_talks_to_any_node() {
     local(async {
         let nodes = start_cluster(&quorum());
         let first =
-            cache_net::Client::new(nodes[0].local_addr().to_string(), Duration::from_secs(2));
+            cache_net::Client::new(nodes[0].local_addr().to_string(), Duration::from_secs(2), None);
         let second =
-            cache_net::Client::new(nodes[2].local_addr().to_string(), Duration::from_secs(2));
+            cache_net::Client::new(nodes[2].local_addr().to_string(), Duration::from_secs(2), None);
         for index in 0..20 {
             first.set(&format!("user:{index}"), "x", None, None).await.unwrap();
         }
@@ -152,8 +168,149 @@ fn a_client_talks_to_any_node() {
         let port = nodes[1].local_addr();
         drop(nodes);
         tokio::task::yield_now().await;
-        let gone = cache_net::Client::new(port.to_string(), Duration::from_millis(200));
+        let gone = cache_net::Client::new(port.to_string(), Duration::from_millis(200), None);
         let error = gone.get("user:1", None).await.unwrap_err();
         assert!(matches!(error, cache_net::ClientError::Transport(_)), "{error:?}");
+    });
+}
+
+fn fast_detection() -> Options {
+    Options::builder()
+        .read_consistency(Consistency::Quorum)
+        .write_consistency(Consistency::Quorum)
+        .rpc_timeout_ms(300)
+        .heartbeat_interval_ms(100)
+        .probe_timeout_ms(50)
+        .gossip_interval_ms(100)
+        .suspect_after_ms(300)
+        .dead_after_ms(600)
+        .build()
+        .unwrap()
+}
+
+fn secret(text: &str) -> Secret {
+    Secret::new(text.as_bytes().to_vec()).unwrap()
+}
+
+/// A fourth node holding another secret dials the cluster: it is refused at every
+/// connection, never joins the good nodes' membership, and cannot write or read
+/// through them; the cluster serves on.
+#[test]
+fn a_node_with_the_wrong_secret_is_refused_and_changes_nothing() {
+    local(async {
+        let good = Keys { cluster: Some(secret("the cluster secret")), client_token: None };
+        let nodes = start_cluster_with(&fast_detection(), &good);
+        nodes[0].node().set("before", "v", None).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let peers = nodes
+            .iter()
+            .map(|node| (node.node().id().clone(), node.local_addr().to_string()))
+            .collect();
+        let config =
+            NodeConfig::new(NodeId::new("intruder").unwrap(), address, peers, fast_detection());
+        let wrong = Keys { cluster: Some(secret("another secret!!")), client_token: None };
+        let intruder = NetNode::start(config, listener, wrong).unwrap();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(intruder.node().set("sneaky", "x", None).await.is_err());
+        assert!(intruder.node().get("before").await.is_err(), "it cannot read either");
+        for node in &nodes {
+            let ring = node.node().ring();
+            assert_eq!(ring.nodes().len(), 3, "the intruder never joined: {:?}", ring.nodes());
+            assert!(node.node().local_entry("sneaky").is_none());
+        }
+        let refused: u64 = nodes
+            .iter()
+            .filter_map(|node| node.net_stats().bad_input.get("auth-refused").copied())
+            .sum();
+        assert!(refused >= 3, "the good nodes refused {refused} handshakes");
+        let failed = intruder.net_stats().bad_input.get("auth-refused").copied().unwrap_or(0);
+        assert!(failed >= 3, "the intruder failed {failed} handshakes");
+        nodes[1].node().set("after", "v", None).await.unwrap();
+        assert!(nodes[2].node().get("after").await.unwrap().is_some());
+    });
+}
+
+/// With a client token set, a client without it (or with another) is refused; with it,
+/// it is served; and a client connection may not send what only peers send.
+#[test]
+fn clients_need_the_token_and_may_send_client_requests_only() {
+    local(async {
+        let keys = Keys {
+            cluster: Some(secret("the cluster secret")),
+            client_token: Some(secret("the client token")),
+        };
+        let nodes = start_cluster_with(&quorum(), &keys);
+        let target = nodes[0].local_addr();
+        let timeout = Duration::from_secs(2);
+        let anonymous = cache_net::Client::new(target.to_string(), timeout, None);
+        assert!(matches!(
+            anonymous.set("k", "v", None, None).await,
+            Err(cache_net::ClientError::Transport(_))
+        ));
+        let wrong =
+            cache_net::Client::new(target.to_string(), timeout, Some(secret("not the token!!!")));
+        assert!(wrong.get("k", None).await.is_err());
+        let right = cache_net::Client::new(target.to_string(), timeout, keys.client_token.clone());
+        right.set("k", "v", None, None).await.unwrap();
+        assert_eq!(&right.get("k", None).await.unwrap().unwrap().value[..], b"v");
+        // A client that proves the token, then sends a replica write.
+        let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+        cache_net::handshake::dial(&mut stream, &keys, cache_net::Role::Client).await.unwrap();
+        let forged = cache::PeerRequest::Read { key: "k".into() };
+        let mut frame = bytes::BytesMut::new();
+        cache_net::frame::encode(cache_net::frame::FrameKind::Request, 1, &forged, &mut frame)
+            .unwrap();
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "no answer to a peer request from a client");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let bad = nodes[0].net_stats().bad_input;
+        assert_eq!(bad.get("forbidden"), Some(&1), "{bad:?}");
+        assert_eq!(bad.get("auth-refused"), Some(&2), "{bad:?}");
+    });
+}
+
+/// An attacker that skips checking the node's proof and answers with a forged one
+/// (here: all zeros) is cut off at the handshake; the replica write it sends after
+/// is never applied.
+#[test]
+fn a_forged_proof_is_refused_before_any_request() {
+    use cache_net::frame::{self, FrameKind};
+    local(async {
+        let keys = Keys { cluster: Some(secret("the cluster secret")), client_token: None };
+        let nodes = start_cluster_with(&quorum(), &keys);
+        let mut stream = tokio::net::TcpStream::connect(nodes[0].local_addr()).await.unwrap();
+        let mut out = bytes::BytesMut::new();
+        let mut hello = vec![cache_net::Role::Peer as u8];
+        hello.extend_from_slice(&[7; cache_net::NONCE_BYTES]);
+        frame::encode_raw(FrameKind::Hello, &hello, &mut out);
+        stream.write_all(&out).await.unwrap();
+        let mut challenge = vec![0u8; frame::HEADER_BYTES + 2 * cache_net::NONCE_BYTES];
+        stream.read_exact(&mut challenge).await.unwrap();
+        out.clear();
+        frame::encode_raw(FrameKind::Proof, &[0; cache_net::NONCE_BYTES], &mut out);
+        let entry = cache::Entry::Item(cache::Item::new(
+            bytes::Bytes::from_static(b"forged"),
+            cache::Version::new(1 << 40, NodeId::new("n1").unwrap()),
+        ));
+        let forged = cache::PeerRequest::Replicate {
+            key: "forged".into(),
+            entry,
+            cause: cache::ReplicaCause::Write,
+        };
+        frame::encode(FrameKind::Request, 1, &forged, &mut out).unwrap();
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "no answer after a forged proof");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(nodes[0].net_stats().bad_input.get("auth-refused"), Some(&1));
+        for node in &nodes {
+            assert!(node.node().local_entry("forged").is_none(), "the forged write was applied");
+        }
     });
 }

@@ -1,0 +1,121 @@
+//! The handshake of `auth.rs` over a fresh connection, for each side.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::{self, Keys, NONCE_BYTES, Role};
+use crate::frame::{self, Frame, FrameError, FrameKind};
+
+/// How long a dialer has to finish the handshake before the node hangs up.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+const NODE_LABEL: &[u8] = b"cachesim-node";
+const DIALER_LABEL: &[u8] = b"cachesim-dialer";
+
+/// Reads one frame of `kind`; anything else is refused.
+async fn read_kind<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    kind: FrameKind,
+    len: usize,
+) -> Result<Frame, FrameError> {
+    loop {
+        if let Some(frame) = frame::decode(buffer)? {
+            if frame.kind != kind {
+                return Err(FrameError::Refused { reason: "a frame out of turn" });
+            }
+            if frame.payload.len() != len {
+                return Err(FrameError::Refused { reason: "a handshake frame of the wrong size" });
+            }
+            return Ok(frame);
+        }
+        match stream.read_buf(buffer).await {
+            Ok(0) => {
+                frame::finish(buffer)?;
+                return Err(FrameError::Refused {
+                    reason: "the connection ended in the handshake",
+                });
+            }
+            Ok(_) => {}
+            Err(_) => return Err(FrameError::Refused { reason: "the connection failed" }),
+        }
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    kind: FrameKind,
+    payload: &[u8],
+) -> Result<(), FrameError> {
+    let mut out = BytesMut::new();
+    frame::encode_raw(kind, payload, &mut out);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| FrameError::Refused { reason: "the connection failed" })
+}
+
+/// The dialer's side: proves `role`'s key and checks the node's proof.
+///
+/// # Errors
+///
+/// [`FrameError::Refused`] when the node cannot prove the key (an impostor, or a
+/// cluster with another secret), or the node refuses this side.
+pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    keys: &Keys,
+    role: Role,
+) -> Result<(), FrameError> {
+    let dialer_nonce = auth::nonce();
+    let mut hello = vec![role as u8];
+    hello.extend_from_slice(&dialer_nonce);
+    write(stream, FrameKind::Hello, &hello).await?;
+    let mut buffer = BytesMut::new();
+    let challenge = read_kind(stream, &mut buffer, FrameKind::Challenge, 2 * NONCE_BYTES).await?;
+    let (node_nonce, node_proof) = challenge.payload.split_at(NONCE_BYTES);
+    let key = keys.key(role);
+    if !auth::verify(NODE_LABEL, key, role, &dialer_nonce, node_nonce, node_proof) {
+        return Err(FrameError::Refused { reason: "the node could not prove the shared secret" });
+    }
+    let proof = auth::dialer_proof(key, role, node_nonce, &dialer_nonce);
+    write(stream, FrameKind::Proof, &proof).await
+}
+
+/// The node's side: learns the dialer's role and checks its proof. Frames that
+/// follow the handshake stay in `buffer`.
+///
+/// # Errors
+///
+/// [`FrameError::Refused`] for a dialer that cannot prove its role's key, sends frames
+/// out of turn, or takes longer than [`HANDSHAKE_TIMEOUT_MS`]; a header error as
+/// [`frame::decode`] finds it.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    keys: &Keys,
+) -> Result<Role, FrameError> {
+    let steps = async {
+        let hello = read_kind(stream, buffer, FrameKind::Hello, 1 + NONCE_BYTES).await?;
+        let role = Role::from_byte(hello.payload[0])
+            .ok_or(FrameError::Refused { reason: "an unknown role" })?;
+        let dialer_nonce = &hello.payload[1..];
+        let node_nonce = auth::nonce();
+        let key = keys.key(role);
+        let mut challenge = node_nonce.to_vec();
+        challenge.extend_from_slice(&auth::node_proof(key, role, dialer_nonce, &node_nonce));
+        write(stream, FrameKind::Challenge, &challenge).await?;
+        let proof = read_kind(stream, buffer, FrameKind::Proof, NONCE_BYTES).await?;
+        if !auth::verify(DIALER_LABEL, key, role, &node_nonce, dialer_nonce, &proof.payload) {
+            return Err(FrameError::Refused {
+                reason: "the dialer could not prove the shared secret",
+            });
+        }
+        Ok(role)
+    };
+    match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), steps).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(FrameError::Refused { reason: "the handshake took too long" }),
+    }
+}
