@@ -45,5 +45,6 @@ pub use crate::runtime::TokioRuntime;
 pub use crate::server::{CONNECTION_COUNT_MAX, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX};
 pub use crate::stats::{NetStats, NetStatsSnapshot};
 pub use crate::transport::{
-    PEER_COUNT_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN, TcpTransport,
+    CONNECT_TIMEOUT_MS, PEER_COUNT_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
+    TcpTransport,
 };

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cache::{LocalBoxFuture, PeerRequest, PeerResponse, Transport, TransportError};
+use futures::FutureExt;
 use futures::channel::oneshot;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,6 +30,8 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 /// Peers this node keeps a connection (or a backoff) for.
 pub const PEER_COUNT_MAX: usize = 1024;
+/// How long one connect and handshake may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Requests queued for one connection's writer; a call beyond it fails at once.
 const REQUESTS_QUEUED_MAX: usize = 4096;
 /// Calls awaiting an answer on one connection.
@@ -47,9 +51,13 @@ struct Shared {
     role: Role,
 }
 
-#[derive(Debug)]
+/// A connect under way, awaited by every call that needs it.
+type Dialing = futures::future::Shared<LocalBoxFuture<Result<Rc<Connection>, TransportError>>>;
+
 enum Slot {
     Open(Rc<Connection>),
+    /// A connect (and handshake) under way.
+    Dialing(Dialing),
     /// The last connect failed: calls fail at once until `until`.
     Backoff {
         until: Instant,
@@ -65,6 +73,18 @@ struct Connection {
     id_next: Cell<u64>,
     closed: Cell<bool>,
     tasks: RefCell<Vec<AbortHandle>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Open(connection) => f.debug_tuple("Open").field(connection).finish(),
+            Slot::Dialing(_) => f.write_str("Dialing"),
+            Slot::Backoff { until, delay_ms } => {
+                f.debug_struct("Backoff").field("until", until).field("delay_ms", delay_ms).finish()
+            }
+        }
+    }
 }
 
 impl Drop for Connection {
@@ -94,41 +114,60 @@ impl TcpTransport {
 
 impl Shared {
     /// The open connection to `address`, connecting if there is none; `Unreachable`
-    /// during a backoff or when the connect fails.
+    /// during a backoff or when the connect fails. Calls that arrive while a connect
+    /// is under way wait for that one instead of dialing again.
     async fn connection(
-        &self,
+        self: &Rc<Self>,
         address: &str,
         deadline: Instant,
     ) -> Result<Rc<Connection>, TransportError> {
-        let backoff_ms = match self.peers.borrow().get(address) {
+        let (backoff_ms, dialing) = match self.peers.borrow().get(address) {
             Some(Slot::Open(connection)) if !connection.closed.get() => {
                 return Ok(connection.clone());
             }
             Some(Slot::Backoff { until, .. }) if Instant::now() < *until => {
                 return Err(TransportError::Unreachable);
             }
-            Some(Slot::Backoff { delay_ms, .. }) => *delay_ms,
-            _ => 0,
+            Some(Slot::Backoff { delay_ms, .. }) => (*delay_ms, None),
+            Some(Slot::Dialing(dialing)) => (0, Some(dialing.clone())),
+            _ => (0, None),
         };
-        let connected = tokio::time::timeout_at(deadline, self.dial(address)).await;
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(_)) | Err(_) => {
-                self.stats.connect_failed();
-                let delay_ms =
-                    (backoff_ms * 2).clamp(RECONNECT_BACKOFF_MS_MIN, RECONNECT_BACKOFF_MS_MAX);
-                let until = Instant::now() + Duration::from_millis(delay_ms);
-                self.remember(address, Slot::Backoff { until, delay_ms });
-                return Err(if connected.is_err() {
-                    TransportError::Timeout
-                } else {
-                    TransportError::Unreachable
-                });
+        let dialing = dialing.unwrap_or_else(|| {
+            let dialing = self.clone().dial_task(address.to_owned(), backoff_ms);
+            self.remember(address, Slot::Dialing(dialing.clone()));
+            dialing
+        });
+        tokio::time::timeout_at(deadline, dialing).await.unwrap_or(Err(TransportError::Timeout))
+    }
+
+    /// Dials `address` in a task of its own, so that it completes (and leaves an open
+    /// connection or a backoff behind) even when every caller waiting on it gave up.
+    fn dial_task(self: Rc<Self>, address: String, backoff_ms: u64) -> Dialing {
+        let task = tokio::task::spawn_local(async move {
+            let dialed = tokio::time::timeout(
+                Duration::from_millis(CONNECT_TIMEOUT_MS),
+                self.dial(&address),
+            )
+            .await;
+            match dialed {
+                Ok(Ok(stream)) => {
+                    let connection = open(stream, &address);
+                    self.remember(&address, Slot::Open(connection.clone()));
+                    Ok(connection)
+                }
+                Ok(Err(())) | Err(_) => {
+                    self.stats.connect_failed();
+                    let delay_ms =
+                        (backoff_ms * 2).clamp(RECONNECT_BACKOFF_MS_MIN, RECONNECT_BACKOFF_MS_MAX);
+                    let until = Instant::now() + Duration::from_millis(delay_ms);
+                    self.remember(&address, Slot::Backoff { until, delay_ms });
+                    Err(TransportError::Unreachable)
+                }
             }
-        };
-        let connection = open(stream, address);
-        self.remember(address, Slot::Open(connection.clone()));
-        Ok(connection)
+        });
+        let joined: LocalBoxFuture<Result<Rc<Connection>, TransportError>> =
+            Box::pin(async move { task.await.unwrap_or(Err(TransportError::Closed)) });
+        joined.shared()
     }
 
     /// Connects and proves this side's role; a node that cannot prove the same key is
@@ -147,7 +186,7 @@ impl Shared {
     fn remember(&self, address: &str, slot: Slot) {
         let mut peers = self.peers.borrow_mut();
         if peers.len() >= PEER_COUNT_MAX && !peers.contains_key(address) {
-            // Forget a backoff, never an open connection another call is using.
+            // Forget a backoff, never a connection or a connect another call is using.
             let forgettable = peers.iter().find(|(_, slot)| matches!(slot, Slot::Backoff { .. }));
             let Some(stale) = forgettable.map(|(key, _)| key.clone()) else { return };
             peers.remove(&stale);
@@ -156,7 +195,7 @@ impl Shared {
     }
 
     async fn call_once(
-        &self,
+        self: &Rc<Self>,
         address: String,
         request: PeerRequest,
         timeout: Duration,

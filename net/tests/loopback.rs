@@ -225,7 +225,9 @@ fn a_node_with_the_wrong_secret_is_refused_and_changes_nothing() {
             .sum();
         assert!(refused >= 3, "the good nodes refused {refused} handshakes");
         let failed = intruder.net_stats().bad_input.get("auth-refused").copied().unwrap_or(0);
-        assert!(failed >= 3, "the intruder failed {failed} handshakes");
+        // One connect at a time per peer, then a backoff (50 ms doubling): a handful of
+        // attempts per peer in a second, not one per call.
+        assert!((3..=30).contains(&failed), "the intruder failed {failed} handshakes");
         nodes[1].node().set("after", "v", None).await.unwrap();
         assert!(nodes[2].node().get("after").await.unwrap().is_some());
     });

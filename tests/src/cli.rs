@@ -39,13 +39,35 @@ pub(crate) fn main() -> ExitCode {
     let mutants = MutantsArgs::augment_args(clap::Command::new("mutants").about(
         "Sweep each planted bug of the cache until a seed fails, and print which checker caught it, after how many seeds, and the shrunk plan's size; exits with status 1 if a mutant survives",
     ));
-    Main::new(&CacheSystem, "cachesim", ABOUT)
+    let main = Main::new(&CacheSystem, "cachesim", ABOUT)
         .version(env!("CARGO_PKG_VERSION"))
         .command(mutants, |matches| match MutantsArgs::from_arg_matches(matches) {
             Ok(args) => self::mutants(&args),
             Err(error) => input_error(error),
-        })
-        .run()
+        });
+    #[cfg(feature = "net")]
+    let main = with_net_commands(main);
+    main.run()
+}
+
+/// `serve` and `client`: the cache on a real network (feature `net`).
+#[cfg(feature = "net")]
+fn with_net_commands(main: Main<'_, CacheSystem>) -> Main<'_, CacheSystem> {
+    use crate::net_cli::{ClientArgs, ServeArgs};
+    let serve = ServeArgs::augment_args(clap::Command::new("serve").about(
+        "Run one cache node on a real network until interrupted (Ctrl-C or SIGTERM); peers prove the cluster secret",
+    ));
+    let client = ClientArgs::augment_args(clap::Command::new("client").about(
+        "Set, get, remove or list keys through any node of a real cluster; exit status 0 done, 1 not found, 2 bad input, 3 the cluster did not do it",
+    ));
+    main.command(serve, |matches| match ServeArgs::from_arg_matches(matches) {
+        Ok(args) => crate::net_cli::serve(&args),
+        Err(error) => input_error(error),
+    })
+    .command(client, |matches| match ClientArgs::from_arg_matches(matches) {
+        Ok(args) => crate::net_cli::client(&args),
+        Err(error) => input_error(error),
+    })
 }
 
 /// An input error: the message, and exit status 2.

@@ -7,6 +7,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+#[cfg(feature = "net")]
+mod net_cli;
 
 fn main() -> std::process::ExitCode {
     cli::main()
