@@ -36,7 +36,7 @@ impl std::error::Error for StartError {}
 /// (its port is free again) and every connection it accepted, at the runtime's next
 /// turn: tokio cancels a task when it next runs, not inside `drop`.
 pub struct NetNode {
-    node: CacheNode,
+    node: Rc<CacheNode>,
     stats: Rc<NetStats>,
     local_addr: SocketAddr,
 }
@@ -82,12 +82,18 @@ impl NetNode {
             CacheNode::start(config, runtime.clone(), transport).map_err(StartError::Node)?;
         let serving = server::serve(listener, node.peer_handler(), stats.clone(), keys);
         node.attach_task(runtime.spawn("peer server", Box::pin(serving)));
-        Ok(NetNode { node, stats, local_addr })
+        Ok(NetNode { node: Rc::new(node), stats, local_addr })
     }
 
     /// The cache node: its API (`set`, `get`, `remove`, `metrics`, …).
     pub fn node(&self) -> &CacheNode {
         &self.node
+    }
+
+    /// The cache node, shared (a test fixture hands it to test bodies); it stops when
+    /// this `NetNode` is dropped, whoever still holds it.
+    pub fn shared_node(&self) -> Rc<CacheNode> {
+        self.node.clone()
     }
 
     /// The address the listener is bound to.

@@ -41,6 +41,10 @@ pub enum FixtureError {
         /// The id given.
         id: NodeId,
     },
+    /// A real port could not be bound (real-network fixtures).
+    Listen(std::io::Error),
+    /// A node could not start (real-network fixtures), or was in the wrong state.
+    Start(String),
 }
 
 impl fmt::Display for FixtureError {
@@ -58,6 +62,8 @@ impl fmt::Display for FixtureError {
             FixtureError::UnknownNode { id } => {
                 write!(f, "unknown node {id}: the cluster's nodes are n1 to nN")
             }
+            FixtureError::Listen(error) => write!(f, "cannot bind a port on 127.0.0.1: {error}"),
+            FixtureError::Start(error) => write!(f, "cannot start a node: {error}"),
         }
     }
 }

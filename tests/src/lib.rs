@@ -8,6 +8,10 @@
 //!   [`setup_in_process_cluster`], node lookup by id, and [`find_owner_key`] /
 //!   [`allocate_port`] for scripted tests.
 //!
+//! - `scenario.rs`: [`ScenarioCluster`], what a data-path test body needs of a
+//!   cluster, so that one body runs on the simulator ([`on_sim`]) and, with the `net`
+//!   feature, on real ports (`real_cluster.rs`: `RealCluster`, `on_real`).
+//!
 //! - `system.rs`: [`CacheSystem`], the cache as `sim_harness` runs it (sweeps,
 //!   replay, shrink, plan files and the corpus come from there), with [`record`] and
 //!   [`run`] for tests.
@@ -45,8 +49,11 @@ mod mutants;
 mod nemesis;
 mod observer;
 mod quiet;
+#[cfg(feature = "net")]
+mod real_cluster;
 mod record;
 mod run;
+mod scenario;
 mod sync_book;
 mod system;
 mod tally;
@@ -69,7 +76,12 @@ pub use crate::knobs::{Knobs, RepairPath};
 pub use crate::mutants::{MutantReport, mutant_profile, sweep_mutant};
 pub use crate::observer::{REPLICATION_BOUND, SAMPLE_INTERVAL};
 pub use crate::quiet::{QuietWindows, SETTLE, Window};
+#[cfg(feature = "net")]
+pub use crate::real_cluster::{RealCluster, on_real};
 pub use crate::record::CLIENTS_MAX;
 pub use crate::run::{CacheWorld, Liveness};
+pub use crate::scenario::{
+    KEY_CANDIDATES_MAX, ScenarioCluster, ScenarioFuture, key_owned_by, on_sim,
+};
 pub use crate::system::{CacheOutcome, CacheSystem, record, run};
 pub use crate::workload::{VALUE_PAD_MAX, WORKLOAD_KEYS_MAX, WorkloadConfig};
