@@ -1,6 +1,10 @@
 //! [`cache::Transport`] over TCP: one reused connection per peer address, requests
 //! multiplexed on it by id, a timeout on every call, and reconnection with a bounded
 //! exponential backoff after a failed connect.
+//!
+//! `Unreachable` means the request was not sent (a failed connect, a backoff, a full
+//! queue); a request that went out and got no answer, in time or before its connection
+//! broke, is a `Timeout`: it may have been handled.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -221,7 +225,9 @@ impl Shared {
         self.stats.sent();
         match tokio::time::timeout_at(deadline, answered).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(_)) => Err(TransportError::Unreachable),
+            // The connection broke after the request went out: it may have been
+            // handled, so this is not `Unreachable` (which promises it was not sent).
+            Ok(Err(_)) => Err(TransportError::Timeout),
             Err(_) => {
                 connection.pending.borrow_mut().remove(&id);
                 Err(TransportError::Timeout)

@@ -347,7 +347,8 @@ pub(crate) fn stale_reads(
                 let after_write =
                     in_flight || other.complete_ns.is_none_or(|done| done >= write.invoke_ns);
                 let may_vanish = matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
-                may_vanish && after_write && other.invoke_ns <= read_end
+                let sent = !matches!(other.outcome, Outcome::NotSent(_));
+                may_vanish && sent && after_write && other.invoke_ns <= read_end
             }),
             _ => false,
         };
@@ -363,6 +364,75 @@ pub(crate) fn stale_reads(
             });
         }
     }
+    violations
+}
+
+/// Durability, black-box: each probe (a read invoked at or after
+/// [`History::probes_from_ns`], at ALL, after the cluster settled) returns the newest
+/// acknowledged QUORUM or ALL write of its key, or a newer version. A miss is excused
+/// only by a remove, or a set with a TTL, that may be ordered after that write. Unlike
+/// [`stale_reads`], a node's lost memory excuses nothing: with one node down at a
+/// time, an acknowledged quorum write survives on another owner, and a read at ALL
+/// asks every owner.
+pub(crate) fn lost_at_end(history: &History) -> Vec<Violation> {
+    let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+    for op in history.ops.iter().filter(|op| op.is_write() && !history.is_probe(op)) {
+        by_key.entry(op.key.as_str()).or_default().push(op);
+    }
+    let mut violations = Vec::new();
+    for probe in history.ops.iter().filter(|op| op.is_read() && history.is_probe(op)) {
+        let writes = by_key.get(probe.key.as_str()).map_or(&[][..], Vec::as_slice);
+        let newest = writes
+            .iter()
+            .filter(|write| write.consistency != Consistency::One)
+            .filter_map(|write| match &write.outcome {
+                Outcome::Ok { version: Some(version), .. } => Some((*write, version)),
+                _ => None,
+            })
+            .max_by(|a, b| a.1.cmp(b.1));
+        let Some((write, written)) = newest else { continue };
+        let lost = match (&probe.outcome, &write.kind) {
+            (Outcome::Ok { version: Some(seen), .. }, _) => seen < written,
+            (Outcome::Ok { version: None, .. }, OpKind::Set { .. }) => {
+                !writes.iter().any(|other| {
+                    let may_vanish =
+                        matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
+                    let maybe_after = other.complete_ns.is_none_or(|done| done >= write.invoke_ns)
+                        || matches!(other.outcome, Outcome::Unknown | Outcome::Pending);
+                    let sent = !matches!(other.outcome, Outcome::NotSent(_));
+                    may_vanish && sent && maybe_after
+                })
+            }
+            (Outcome::Ok { version: None, .. }, _) => false,
+            _ => true,
+        };
+        if lost {
+            violations.push(Violation {
+                check: Check::LostWrite,
+                message: format!(
+                    "the final read of {} at ALL missed an acknowledged write (@{}:{})",
+                    probe.key, written.counter, written.origin
+                ),
+                ops: vec![probe.to_string(), write.to_string()],
+            });
+        }
+    }
+    violations
+}
+
+/// The checks that read a history alone, for runs whose stores the harness cannot
+/// sample at will (a real network): phantom reads, stale reads and unavailability
+/// inside `windows`, and [`lost_at_end`] over the probes. `replication` is the
+/// cluster's factor.
+pub fn history_checks(
+    history: &History,
+    replication: usize,
+    windows: &QuietWindows,
+) -> Vec<Violation> {
+    let mut violations = phantom_reads(history);
+    violations.extend(stale_reads(history, replication, windows, true));
+    violations.extend(unavailable(history, windows));
+    violations.extend(lost_at_end(history));
     violations
 }
 
@@ -416,7 +486,7 @@ impl Availability {
             let ok = matches!(op.outcome, Outcome::Ok { .. } | Outcome::Keys { .. });
             match op.outcome {
                 Outcome::Ok { .. } | Outcome::Keys { .. } => counts.ok += 1,
-                Outcome::Failed(_) => counts.failed += 1,
+                Outcome::Failed(_) | Outcome::NotSent(_) => counts.failed += 1,
                 Outcome::Unknown | Outcome::Pending => counts.unknown += 1,
             }
             if history.is_probe(op) {
@@ -886,6 +956,43 @@ mod tests {
         let phantoms = phantom_reads(&history);
         assert_eq!(phantoms.len(), 1);
         assert!(phantoms[0].message.contains("version of another write"), "{}", phantoms[0]);
+    }
+
+    /// The final read at ALL must see the newest acknowledged write: an older version,
+    /// nothing, or a failure is a lost write; a remove that may follow excuses nothing
+    /// found.
+    #[test]
+    fn a_final_read_that_misses_the_newest_acknowledged_write_is_a_lost_write() {
+        let ok = |counter| Outcome::Ok { version: Some(version(counter, "n1")), value: None };
+        let cases: [(Outcome, bool); 4] = [
+            (Outcome::Ok { version: Some(version(2, "n1")), value: Some("b".into()) }, false),
+            (Outcome::Ok { version: Some(version(1, "n1")), value: Some("a".into()) }, true),
+            (Outcome::Ok { version: None, value: None }, true),
+            (Outcome::Failed("unreachable".into()), true),
+        ];
+        for (read, lost) in cases {
+            let mut history = History::default();
+            set(&mut history, "k", "a", 0, ok(1), &["n1"]);
+            set(&mut history, "k", "b", 20, ok(2), &["n1"]);
+            history.probes_from_ns = Some(100);
+            let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::All, 100);
+            history.complete(index, 110, read.clone(), Vec::new());
+            let found = lost_at_end(&history);
+            assert_eq!(found.len(), usize::from(lost), "{read:?}: {found:?}");
+            assert!(found.iter().all(|violation| violation.check == Check::LostWrite));
+            // Before the probe phase, the same read is not a probe.
+            history.probes_from_ns = Some(200);
+            assert!(lost_at_end(&history).is_empty());
+        }
+        let mut history = History::default();
+        set(&mut history, "k", "a", 0, ok(1), &["n1"]);
+        let remove =
+            history.invoke(2, id("n3"), "k".into(), OpKind::Remove, Consistency::Quorum, 5);
+        history.complete(remove, 50, Outcome::Unknown, Vec::new());
+        history.probes_from_ns = Some(100);
+        let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::All, 100);
+        history.complete(index, 110, Outcome::Ok { version: None, value: None }, Vec::new());
+        assert!(lost_at_end(&history).is_empty(), "a remove in flight may have won");
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum Outcome {
     Failed(String),
     /// No answer in time: it may or may not have taken effect.
     Unknown,
+    /// The request never left the client (a refused connect, a reconnect backoff): it
+    /// had no effect. Only a real network's client knows this; the simulator's
+    /// clients record [`Outcome::Failed`].
+    NotSent(String),
 }
 
 /// One client operation.
@@ -172,6 +176,7 @@ impl fmt::Display for Op {
                 if *truncated { write!(f, " truncated") } else { Ok(()) }
             }
             Outcome::Failed(error) => write!(f, "failed: {error}"),
+            Outcome::NotSent(error) => write!(f, "not sent: {error}"),
             Outcome::Unknown => write!(f, "unknown (timeout)"),
         }
     }

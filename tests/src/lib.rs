@@ -51,6 +51,8 @@ mod observer;
 mod quiet;
 #[cfg(feature = "net")]
 mod real_cluster;
+#[cfg(feature = "net")]
+mod real_load;
 mod record;
 mod run;
 mod scenario;
@@ -61,7 +63,7 @@ mod wire;
 mod workload;
 
 pub use crate::bad_input::BadInput;
-pub use crate::checker::{Availability, Check, Violation};
+pub use crate::checker::{Availability, Check, Violation, history_checks};
 pub use crate::cluster::{
     CLUSTER_NODES_MAX, DistCluster, FixtureError, REPLICATION_FACTOR_DEFAULT, allocate_port,
     find_owner_key, setup_in_process_cluster, setup_in_process_cluster_mutant,
@@ -78,6 +80,8 @@ pub use crate::observer::{REPLICATION_BOUND, SAMPLE_INTERVAL};
 pub use crate::quiet::{QuietWindows, SETTLE, Window};
 #[cfg(feature = "net")]
 pub use crate::real_cluster::{RealCluster, on_real};
+#[cfg(feature = "net")]
+pub use crate::real_load::{LoadConfig, LoadReport, run_loopback_load};
 pub use crate::record::CLIENTS_MAX;
 pub use crate::run::{CacheWorld, Liveness};
 pub use crate::scenario::{

@@ -101,6 +101,18 @@ impl QuietWindows {
         QuietWindows { windows }
     }
 
+    /// These windows, given by hand (a run whose faults are not a plan: a real
+    /// cluster's kill and restart).
+    ///
+    /// # Panics
+    ///
+    /// When the windows overlap or are out of order.
+    pub fn from_windows(windows: Vec<Window>) -> QuietWindows {
+        assert!(windows.iter().all(|window| window.start_ns <= window.end_ns));
+        assert!(windows.windows(2).all(|pair| pair[0].end_ns <= pair[1].start_ns));
+        QuietWindows { windows }
+    }
+
     /// No window at all (a run whose promises of progress are not checked).
     pub fn none() -> QuietWindows {
         QuietWindows::default()

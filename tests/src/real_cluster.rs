@@ -66,6 +66,22 @@ impl RealCluster {
         options: OptionsBuilder,
         keys: Keys,
     ) -> Result<RealCluster, FixtureError> {
+        RealCluster::start_mutant(n, replication, options, keys, None)
+    }
+
+    /// As [`RealCluster::start`], every node running the planted bug `mutant`: for
+    /// proving that the real-network checks catch real bugs.
+    ///
+    /// # Errors
+    ///
+    /// As [`RealCluster::start`].
+    pub fn start_mutant(
+        n: usize,
+        replication: usize,
+        options: OptionsBuilder,
+        keys: Keys,
+        mutant: Option<cache::Mutant>,
+    ) -> Result<RealCluster, FixtureError> {
         if n == 0 || n > CLUSTER_NODES_MAX {
             return Err(FixtureError::NodeCount { count: n });
         }
@@ -88,8 +104,9 @@ impl RealCluster {
                 .filter(|other| *other != index)
                 .map(|other| (ids[other].clone(), addresses[other].clone()))
                 .collect();
-            let config =
+            let mut config =
                 NodeConfig::new(ids[index].clone(), &addresses[index], peers, options.clone());
+            config.mutant = mutant;
             let node = NetNode::start(config.clone(), listener, keys.clone())
                 .map_err(|error| FixtureError::Start(error.to_string()))?;
             let (id, address) = (ids[index].clone(), addresses[index].clone());
