@@ -14,6 +14,28 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 const NODE_LABEL: &[u8] = b"cachesim-node";
 const DIALER_LABEL: &[u8] = b"cachesim-dialer";
 
+/// A whole header, of this protocol and within the frame limit, that is not the
+/// handshake frame expected (`kind`, `len` bytes of payload). Checked before the
+/// decoder reserves room for the payload a header announces, so that a dialer that
+/// has not proved anything cannot make the node reserve more than a handshake's
+/// bytes. (A header of another protocol or version, or over the limit, is left to the
+/// decoder, which refuses it without reserving.)
+fn misfit(buffer: &BytesMut, kind: FrameKind, len: usize) -> Option<FrameError> {
+    if buffer.len() < frame::HEADER_BYTES || buffer[..2] != frame::MAGIC {
+        return None;
+    }
+    let announced = u32::from_be_bytes(buffer[12..16].try_into().expect("4 bytes"));
+    let announced = usize::try_from(announced).unwrap_or(usize::MAX);
+    if buffer[2] != frame::PROTOCOL_VERSION || announced > frame::FRAME_PAYLOAD_BYTES_MAX {
+        return None;
+    }
+    if buffer[3] != kind as u8 {
+        return Some(FrameError::Refused { reason: "a frame out of turn" });
+    }
+    (announced != len)
+        .then_some(FrameError::Refused { reason: "a handshake frame of the wrong size" })
+}
+
 /// Reads one frame of `kind`; anything else is refused.
 async fn read_kind<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -22,6 +44,11 @@ async fn read_kind<S: AsyncRead + Unpin>(
     len: usize,
 ) -> Result<Frame, FrameError> {
     loop {
+        // Before the generic decoder reserves room for the payload its header
+        // announces: an unauthenticated dialer gets no more than the handshake's size.
+        if let Some(refused) = misfit(buffer, kind, len) {
+            return Err(refused);
+        }
         if let Some(frame) = frame::decode(buffer)? {
             if frame.kind != kind {
                 return Err(FrameError::Refused { reason: "a frame out of turn" });

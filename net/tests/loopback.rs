@@ -316,3 +316,22 @@ fn a_forged_proof_is_refused_before_any_request() {
         }
     });
 }
+
+/// A dialer that has proved nothing and announces a 16 MiB hello is cut off at its
+/// header, not kept waiting (with 16 MiB reserved) until the handshake times out.
+#[test]
+fn an_oversized_hello_is_refused_on_its_header() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        let mut stream = tokio::net::TcpStream::connect(nodes[0].local_addr()).await.unwrap();
+        let mut header = vec![b'C', b'S', 1, 3, 0, 0, 0, 0, 0, 0, 0, 0];
+        header.extend_from_slice(&(16u32 << 20).to_be_bytes());
+        stream.write_all(&header).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the node waited for the payload of an unauthenticated frame");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(nodes[0].net_stats().bad_input.get("auth-refused"), Some(&1));
+    });
+}
