@@ -54,12 +54,9 @@ pub(crate) fn main() -> ExitCode {
 #[cfg(feature = "net")]
 fn with_net_commands(main: Main<'_, CacheSystem>) -> Main<'_, CacheSystem> {
     use crate::net_cli::{ClientArgs, ServeArgs};
-    let serve = ServeArgs::augment_args(clap::Command::new("serve").about(
-        "Run one cache node on a real network until interrupted (Ctrl-C or SIGTERM); peers prove the cluster secret",
-    ));
-    let client = ClientArgs::augment_args(clap::Command::new("client").about(
-        "Set, get, remove or list keys through any node of a real cluster; exit status 0 done, 1 not found, 2 bad input, 3 the cluster did not do it",
-    ));
+    // The about lines come from the argument structs' doc comments.
+    let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+    let client = ClientArgs::augment_args(clap::Command::new("client"));
     main.command(serve, |matches| match ServeArgs::from_arg_matches(matches) {
         Ok(args) => crate::net_cli::serve(&args),
         Err(error) => input_error(error),

@@ -19,7 +19,9 @@ pub(crate) const SECRET_ENV: &str = "CACHESIM_SECRET";
 /// The environment variable read for the client token when no file is given.
 pub(crate) const CLIENT_TOKEN_ENV: &str = "CACHESIM_CLIENT_TOKEN";
 
-/// `cachesim serve`.
+/// Run one cache node on a real network until interrupted (Ctrl-C or SIGTERM). Peers
+/// must prove the cluster secret; refused connections are logged (RUST_LOG, default
+/// warn) and counted.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// This node's id (one printable word, for example n1)
@@ -58,11 +60,13 @@ pub(crate) struct ServeArgs {
     rpc_timeout_ms: u64,
 }
 
-/// `cachesim client`.
+/// Set, get, remove or list keys through any node of a real cluster. Exit status: 0
+/// done, 1 not found (get), 2 bad input, 3 the cluster did not do it (no answer, or a
+/// refusal such as a quorum not reached).
 #[derive(Debug, Args)]
 pub(crate) struct ClientArgs {
     /// The node to ask, HOST:PORT (any node: it forwards as needed)
-    #[arg(long)]
+    #[arg(long, value_parser = host_port)]
     node: String,
     /// A file holding the client token (default: the CACHESIM_CLIENT_TOKEN variable if
     /// set)
@@ -82,18 +86,27 @@ pub(crate) struct ClientArgs {
 enum ClientOp {
     /// Set KEY to VALUE
     Set {
+        /// The key (1 to 1024 bytes)
         key: String,
+        /// The value, stored as its UTF-8 bytes
         value: String,
         /// Time to live, in milliseconds (default: for ever)
         #[arg(long)]
         ttl_ms: Option<u64>,
     },
     /// Print KEY's value (exit status 1 when there is none)
-    Get { key: String },
-    /// Remove KEY
-    Remove { key: String },
+    Get {
+        /// The key
+        key: String,
+    },
+    /// Remove KEY (a versioned tombstone)
+    Remove {
+        /// The key
+        key: String,
+    },
     /// List the cluster's keys matching PATTERN (a glob or a prefix; all by default)
     Keys {
+        /// A glob (`user:*`) or a literal prefix; empty for every key
         #[arg(default_value = "")]
         pattern: String,
         /// At most this many (0: no limit)
@@ -106,6 +119,16 @@ enum ClientOp {
 fn input_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// `HOST:PORT` with a port number, checked before anything is dialed.
+fn host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("{text:?} is not HOST:PORT, for example 127.0.0.1:7001")),
+    }
 }
 
 fn parse_peer(text: &str) -> Result<(NodeId, String), String> {
@@ -173,8 +196,18 @@ fn serve_config(args: &ServeArgs, bound: std::net::SocketAddr) -> Result<NodeCon
     Ok(NodeConfig::new(id, address, peers, options))
 }
 
+/// Logs to stderr at `RUST_LOG` (default `warn`): refused connections and handshakes,
+/// failed accepts.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// Runs `cachesim serve`.
 pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging();
     let keys = match serve_keys(args) {
         Ok(keys) => keys,
         Err(message) => return input_error(message),

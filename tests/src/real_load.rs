@@ -56,8 +56,9 @@ pub struct LoadReport {
     pub violations: Vec<Violation>,
     /// Wall time of the load phase (not the final reads).
     pub elapsed: Duration,
-    /// Operations acknowledged, failed, and of unknown outcome.
-    pub counts: (usize, usize, usize),
+    /// Operations acknowledged, failed (refused by the cache), not sent (a refused
+    /// connect or a backoff: no effect), and of unknown outcome.
+    pub counts: (usize, usize, usize, usize),
     /// Latency of acknowledged operations, in microseconds: p50, p99, max.
     pub latency_us: (u64, u64, u64),
 }
@@ -278,12 +279,13 @@ async fn probe(load: &Load, config: &LoadConfig) {
     }
 }
 
-fn counts(history: &History) -> (usize, usize, usize) {
+fn counts(history: &History) -> (usize, usize, usize, usize) {
     let load = history.ops.iter().filter(|op| !history.is_probe(op));
-    load.fold((0, 0, 0), |(ok, failed, unknown), op| match op.outcome {
-        Outcome::Ok { .. } => (ok + 1, failed, unknown),
-        Outcome::Failed(_) | Outcome::NotSent(_) => (ok, failed + 1, unknown),
-        _ => (ok, failed, unknown + 1),
+    load.fold((0, 0, 0, 0), |(ok, failed, not_sent, unknown), op| match op.outcome {
+        Outcome::Ok { .. } => (ok + 1, failed, not_sent, unknown),
+        Outcome::Failed(_) => (ok, failed + 1, not_sent, unknown),
+        Outcome::NotSent(_) => (ok, failed, not_sent + 1, unknown),
+        _ => (ok, failed, not_sent, unknown + 1),
     })
 }
 

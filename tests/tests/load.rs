@@ -20,20 +20,22 @@ fn checks_failed(report: &LoadReport) -> BTreeMap<&'static str, usize> {
 fn a_loopback_cluster_under_load_keeps_the_contract() {
     let config = LoadConfig::default();
     let report = run_loopback_load(&config).unwrap();
-    let (ok, failed, unknown) = report.counts;
+    let (ok, failed, not_sent, unknown) = report.counts;
     let (p50, p99, max) = report.latency_us;
     eprintln!(
-        "loopback load: {} ops in {:.2}s: {ok} ok, {failed} failed, {unknown} unknown; \
-         {:.0} ok ops/s; latency p50 {p50} us, p99 {p99} us, max {max} us",
+        "loopback load: {} ops in {:.2}s: {ok} ok, {failed} failed, {not_sent} not sent, \
+         {unknown} unknown; {:.0} ok ops/s; latency p50 {p50} us, p99 {p99} us, max {max} us; \
+         {} violation(s)",
         config.operations,
         report.elapsed.as_secs_f64(),
-        report.throughput()
+        report.throughput(),
+        report.violations.len()
     );
     for violation in report.violations.iter().take(5) {
         eprintln!("{violation}");
     }
     assert!(report.violations.is_empty(), "{} violation(s)", report.violations.len());
-    assert_eq!(ok + failed + unknown, config.operations);
+    assert_eq!(ok + failed + not_sent + unknown, config.operations);
     // Operations sent to n3 while it is down, or while a client waits out its
     // reconnect backoff, fail at once (never sent); the rest succeed.
     assert!(ok * 2 >= config.operations, "most operations succeed: {ok} of {}", config.operations);
@@ -49,7 +51,8 @@ fn losing_every_replica_is_reported_as_lost_writes() {
     let config = LoadConfig { operations: 5_000, keys: 50, victims: 3, ..LoadConfig::default() };
     let report = run_loopback_load(&config).unwrap();
     let failed = checks_failed(&report);
-    assert!(failed.get("lost-write").is_some_and(|count| *count >= 40), "{failed:?}");
+    // Keys whose newest acknowledged write was a remove read as nothing rightly.
+    assert!(failed.get("lost-write").is_some_and(|count| *count >= config.keys / 2), "{failed:?}");
 }
 
 /// A planted bug the real network shows at once: coordinators answer every QUORUM
