@@ -9,7 +9,7 @@ use crate::auth::{self, Keys, NONCE_BYTES, Role};
 use crate::frame::{self, Frame, FrameError, FrameKind};
 
 /// How long a dialer has to finish the handshake before the node hangs up.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 
 const NODE_LABEL: &[u8] = b"cachesim-node";
 const DIALER_LABEL: &[u8] = b"cachesim-dialer";

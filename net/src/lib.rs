@@ -42,7 +42,10 @@ pub use crate::client::{Client, ClientError};
 pub use crate::frame::{FRAME_PAYLOAD_BYTES_MAX, FrameError, PROTOCOL_VERSION};
 pub use crate::node::{NetNode, StartError};
 pub use crate::runtime::TokioRuntime;
-pub use crate::server::{CONNECTION_COUNT_MAX, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX};
+pub use crate::server::{
+    CONNECTION_COUNT_MAX, HANDSHAKING_COUNT_MAX, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
+    WRITE_TIMEOUT_MS,
+};
 pub use crate::stats::{NetStats, NetStatsSnapshot};
 pub use crate::transport::{
     CONNECT_TIMEOUT_MS, PEER_COUNT_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,

@@ -6,13 +6,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use cache::{PeerHandler, PeerRequest, PeerResponse};
+use cache::{Error, PeerHandler, PeerRequest, PeerResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::auth::{Keys, Role};
 use crate::frame::{self, FrameError, FrameKind};
@@ -21,10 +23,17 @@ use crate::stats::NetStats;
 
 /// Connections one server keeps open at once; more are closed on accept.
 pub const CONNECTION_COUNT_MAX: usize = 1024;
-/// Requests one connection may have in progress; a peer that sends more is cut off.
-pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 4096;
+/// Connections still in the handshake at once; more are closed on accept, so that
+/// dialers that prove nothing cannot hold every slot.
+pub const HANDSHAKING_COUNT_MAX: usize = 64;
+/// Requests one connection may have in progress; the server stops reading from it
+/// until one ends (backpressure: a peer that does not read its answers stalls itself).
+pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 256;
 /// Answers queued for one connection's writer.
-const RESPONSES_QUEUED_MAX: usize = 1024;
+const RESPONSES_QUEUED_MAX: usize = 64;
+/// How long one answer may take to write before the connection is closed: its peer
+/// stopped reading.
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// The read buffer's starting size.
 const READ_BUFFER_BYTES: usize = 16 << 10;
 
@@ -44,7 +53,8 @@ impl Drop for Connections {
 }
 
 /// Serves peers on `listener` until the returned future is dropped (or the listener
-/// fails); dropping it closes the listener and every connection it accepted.
+/// fails); dropping it closes the listener and every connection it accepted, and
+/// cancels the requests they had in progress.
 pub(crate) async fn serve(
     listener: TcpListener,
     handler: PeerHandler,
@@ -52,19 +62,21 @@ pub(crate) async fn serve(
     keys: Rc<Keys>,
 ) {
     let connections = Rc::new(Connections::default());
+    let handshaking = Rc::new(Cell::new(0usize));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(target: "cache::net", %error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        if connections.open.borrow().len() >= CONNECTION_COUNT_MAX {
+        let full = connections.open.borrow().len() >= CONNECTION_COUNT_MAX;
+        if full || handshaking.get() >= HANDSHAKING_COUNT_MAX {
             stats.refused();
-            tracing::warn!(target: "cache::net", %peer, "connection refused: too many open");
+            tracing::debug!(target: "cache::net", %peer, "connection refused: too many open");
             continue;
         }
         stats.accepted();
@@ -72,9 +84,9 @@ pub(crate) async fn serve(
         connections.id_next.set(id + 1);
         let (handler, stats_task, set) =
             (handler.clone(), stats.clone(), Rc::downgrade(&connections));
-        let keys = keys.clone();
+        let (keys, handshaking) = (keys.clone(), handshaking.clone());
         let task = tokio::task::spawn_local(async move {
-            connection(stream, peer, handler, stats_task, &keys).await;
+            connection(stream, peer, handler, stats_task, &keys, &handshaking).await;
             if let Some(set) = set.upgrade() {
                 set.open.borrow_mut().remove(&id);
             }
@@ -88,85 +100,159 @@ fn refuse(stats: &NetStats, peer: SocketAddr, error: &FrameError) {
     tracing::warn!(target: "cache::net", %peer, reason = %error, "connection closed: bad input");
 }
 
-/// One connection: the handshake, then frames in and answers out, until it ends or
-/// sends bad input.
+/// Aborts a task when dropped: a connection's writer and requests end with it.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Counts a connection among those in the handshake while it lives.
+struct Handshaking<'a>(&'a Cell<usize>);
+
+impl<'a> Handshaking<'a> {
+    fn enter(count: &'a Cell<usize>) -> Handshaking<'a> {
+        count.set(count.get() + 1);
+        Handshaking(count)
+    }
+}
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// One connection: the handshake, then frames in and answers out, until it ends,
+/// sends bad input, or stops reading its answers.
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     handler: PeerHandler,
     stats: Rc<NetStats>,
     keys: &Keys,
+    handshaking: &Cell<usize>,
 ) {
     let _ = stream.set_nodelay(true);
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let entered = Handshaking::enter(handshaking);
     let role = match handshake::accept(&mut stream, &mut buffer, keys).await {
         Ok(role) => role,
         Err(error) => return refuse(&stats, peer, &error),
     };
-    let (mut read, mut write) = stream.into_split();
-    let (answers, mut outbox) = mpsc::channel::<BytesMut>(RESPONSES_QUEUED_MAX);
-    let writer = tokio::task::spawn_local(async move {
-        while let Some(frame) = outbox.recv().await {
-            if write.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-    });
-    let in_flight = Rc::new(Cell::new(0usize));
-    let ended = loop {
-        match frame::decode(&mut buffer) {
-            Ok(Some(frame)) => {
-                if frame.kind != FrameKind::Request {
-                    break Err(FrameError::UnknownKind { kind: frame.kind as u8 });
-                }
-                let request = match frame::request(&frame) {
-                    Ok(request) => request,
-                    Err(error) => break Err(error),
-                };
-                if role == Role::Client && !matches!(request, PeerRequest::Client(_)) {
-                    break Err(FrameError::Forbidden { kind: request.kind() });
-                }
-                if in_flight.get() >= REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX {
-                    tracing::warn!(target: "cache::net", %peer, "too many requests in flight");
-                    break Ok(());
-                }
-                in_flight.set(in_flight.get() + 1);
-                let (handler, answers, in_flight, stats) =
-                    (handler.clone(), answers.clone(), in_flight.clone(), stats.clone());
-                tokio::task::spawn_local(async move {
-                    let response = handler.handle(request).await;
-                    answer(frame.request_id, &response, &answers).await;
-                    stats.served();
-                    in_flight.set(in_flight.get() - 1);
-                });
-            }
-            Ok(None) => match read.read_buf(&mut buffer).await {
-                Ok(0) => break frame::finish(&buffer),
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::debug!(target: "cache::net", %peer, %error, "connection read failed");
-                    break Ok(());
-                }
-            },
-            Err(error) => break Err(error),
-        }
-    };
+    drop(entered);
+    let (read, write) = stream.into_split();
+    let (answers, outbox) = mpsc::channel::<BytesMut>(RESPONSES_QUEUED_MAX);
+    let (stalled, writer_ended) = oneshot::channel::<()>();
+    let writer = tokio::task::spawn_local(write_loop(write, outbox, stalled));
+    let _writer = AbortOnDrop(writer.abort_handle());
+    // Dropping the set (the connection ending, or the server stopping) cancels the
+    // requests still in progress.
+    let mut requests = JoinSet::new();
+    let context = Serving { peer, role, handler, stats: stats.clone(), answers };
+    let ended = read_loop(read, buffer, &context, &mut requests, writer_ended).await;
     if let Err(error) = ended {
         refuse(&stats, peer, &error);
-        writer.abort();
         return;
     }
-    drop(answers);
-    // Answers still being computed hold the queue open; the writer ends with them.
+    // A clean end: let the requests in progress answer, then the writer flush.
+    while requests.join_next().await.is_some() {}
+    drop(context);
     let _ = writer.await;
+}
+
+/// What one connection's requests share.
+struct Serving {
+    peer: SocketAddr,
+    role: Role,
+    handler: PeerHandler,
+    stats: Rc<NetStats>,
+    answers: mpsc::Sender<BytesMut>,
+}
+
+/// Reads requests and starts each; stops reading while the connection has
+/// [`REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX`] in progress (so a peer that does not read
+/// its answers stalls itself, holding at most that many). Ends at the peer's EOF, on
+/// bad input, or when the writer gave up.
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    mut buffer: BytesMut,
+    context: &Serving,
+    requests: &mut JoinSet<()>,
+    mut writer_ended: oneshot::Receiver<()>,
+) -> Result<(), FrameError> {
+    loop {
+        while requests.try_join_next().is_some() {}
+        if requests.len() >= REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX {
+            tokio::select! {
+                _ = requests.join_next() => continue,
+                _ = &mut writer_ended => return Ok(()),
+            }
+        }
+        let Some(frame) = frame::decode(&mut buffer)? else {
+            tokio::select! {
+                read = read.read_buf(&mut buffer) => match read {
+                    Ok(0) => return frame::finish(&buffer),
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::debug!(target: "cache::net", peer = %context.peer, %error, "read failed");
+                        return Ok(());
+                    }
+                },
+                _ = &mut writer_ended => return Ok(()),
+            }
+        };
+        if frame.kind != FrameKind::Request {
+            return Err(FrameError::UnknownKind { kind: frame.kind as u8 });
+        }
+        let request = frame::request(&frame)?;
+        if context.role == Role::Client && !matches!(request, PeerRequest::Client(_)) {
+            return Err(FrameError::Forbidden { kind: request.kind() });
+        }
+        let (handler, answers) = (context.handler.clone(), context.answers.clone());
+        let stats = context.stats.clone();
+        requests.spawn_local(async move {
+            let response = handler.handle(request).await;
+            answer(frame.request_id, &response, &answers).await;
+            stats.served();
+        });
+    }
+}
+
+/// Writes answers until the queue closes; gives up (and says so on `stalled`) when one
+/// write takes longer than [`WRITE_TIMEOUT_MS`]: a peer that stopped reading.
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut outbox: mpsc::Receiver<BytesMut>,
+    stalled: oneshot::Sender<()>,
+) {
+    while let Some(frame) = outbox.recv().await {
+        let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
+        if !matches!(tokio::time::timeout(timeout, write.write_all(&frame)).await, Ok(Ok(()))) {
+            break;
+        }
+    }
+    let _ = stalled.send(());
 }
 
 async fn answer(request_id: u64, response: &PeerResponse, answers: &mpsc::Sender<BytesMut>) {
     let mut frame = BytesMut::new();
     if let Err(error) = frame::encode(FrameKind::Response, request_id, response, &mut frame) {
-        // The caller times out; the reason is logged here, where it is known.
-        tracing::warn!(target: "cache::net", %error, "answer not sent");
-        return;
+        // Too large for a frame: the caller gets a failure now, not a timeout later.
+        tracing::warn!(target: "cache::net", %error, "answer too large; answering with a failure");
+        frame.clear();
+        let failed = PeerResponse::Failed(Error::ValueTooLarge {
+            value_len: match error {
+                FrameError::TooLargeToSend { len } => len,
+                _ => 0,
+            },
+            value_len_max: frame::FRAME_PAYLOAD_BYTES_MAX,
+        });
+        if frame::encode(FrameKind::Response, request_id, &failed, &mut frame).is_err() {
+            return;
+        }
     }
     let _ = answers.send(frame).await;
 }

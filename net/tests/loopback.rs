@@ -335,3 +335,41 @@ fn an_oversized_hello_is_refused_on_its_header() {
         assert_eq!(nodes[0].net_stats().bad_input.get("auth-refused"), Some(&1));
     });
 }
+
+/// A client that sends many requests for a large value and never reads its answers
+/// stalls itself: the node stops reading from it after a bounded number in progress,
+/// holds a bounded number of answers, and serves everyone else meanwhile.
+#[test]
+fn a_client_that_never_reads_is_held_to_a_bounded_backlog() {
+    use cache_net::frame::{self, FrameKind};
+    local(async {
+        let nodes = start_cluster(&quorum());
+        let big = vec![b'x'; 256 << 10];
+        nodes[0].node().set("big", big, None).await.unwrap();
+        let served_before = nodes[0].net_stats().requests_served;
+        let mut stream = tokio::net::TcpStream::connect(nodes[0].local_addr()).await.unwrap();
+        cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
+            .await
+            .unwrap();
+        let mut out = bytes::BytesMut::new();
+        let get = cache::PeerRequest::Client(cache::ClientRequest::Get {
+            key: "big".into(),
+            consistency: Some(Consistency::One),
+        });
+        for id in 0..2_000 {
+            frame::encode(FrameKind::Request, id, &get, &mut out).unwrap();
+        }
+        stream.write_all(&out).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let served = nodes[0].net_stats().requests_served - served_before;
+        // In progress, plus queued for the writer (64), plus what the socket buffers
+        // take (a few 256 KiB answers): far below the 2,000 sent.
+        let bound = 500;
+        assert!(cache_net::REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX + 64 < bound);
+        assert!(served <= bound as u64, "{served} answers queued for a client that reads none");
+        let other =
+            cache_net::Client::new(nodes[0].local_addr().to_string(), Duration::from_secs(2), None);
+        other.set("k", "v", None, None).await.unwrap();
+        drop(stream);
+    });
+}
