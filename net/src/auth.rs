@@ -55,7 +55,7 @@ pub enum SecretError {
         /// The error.
         error: std::io::Error,
     },
-    /// The environment variable is not set or not UTF-8.
+    /// The environment variable is not set.
     Unset {
         /// The variable's name.
         variable: String,
@@ -74,7 +74,7 @@ impl fmt::Display for SecretError {
                 write!(f, "cannot read secret file {path}: {error}")
             }
             SecretError::Unset { variable } => {
-                write!(f, "environment variable {variable} holds no secret: set it, or pass a file")
+                write!(f, "environment variable {variable} is not set: set it, or pass a file")
             }
         }
     }
@@ -123,9 +123,10 @@ impl Secret {
     ///
     /// An unset variable, or a secret of the wrong length.
     pub fn from_env(variable: &str) -> Result<Secret, SecretError> {
-        let value = std::env::var(variable)
-            .map_err(|_| SecretError::Unset { variable: variable.to_owned() })?;
-        Secret::checked(value.into_bytes(), &format!("${variable}"))
+        // Any bytes will do for a secret, UTF-8 or not.
+        let value = std::env::var_os(variable)
+            .ok_or_else(|| SecretError::Unset { variable: variable.to_owned() })?;
+        Secret::checked(value.into_encoded_bytes(), &format!("${variable}"))
     }
 }
 

@@ -49,5 +49,5 @@ pub use crate::server::{
 pub use crate::stats::{NetStats, NetStatsSnapshot};
 pub use crate::transport::{
     CONNECT_TIMEOUT_MS, PEER_COUNT_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
-    TcpTransport,
+    TIMEOUTS_IN_A_ROW_MAX, TcpTransport,
 };

@@ -34,6 +34,11 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 /// Peers this node keeps a connection (or a backoff) for.
 pub const PEER_COUNT_MAX: usize = 1024;
+/// Calls in a row without an answer in time after which a connection is closed and
+/// the next call dials again.
+pub const TIMEOUTS_IN_A_ROW_MAX: u32 = 3;
+/// How long one request may take to write before its connection is closed.
+const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// How long one connect and handshake may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Requests queued for one connection's writer; a call beyond it fails at once.
@@ -72,10 +77,14 @@ enum Slot {
 /// One open connection: a writer task, a reader task, the calls awaiting answers.
 #[derive(Debug)]
 struct Connection {
-    requests: mpsc::Sender<BytesMut>,
+    /// Frames to write, each with its call's id.
+    requests: mpsc::Sender<(u64, BytesMut)>,
     pending: RefCell<BTreeMap<u64, oneshot::Sender<PeerResponse>>>,
     id_next: Cell<u64>,
     closed: Cell<bool>,
+    /// Calls in a row that got no answer in time: a peer that froze without closing
+    /// the connection (no RST) is given up on after [`TIMEOUTS_IN_A_ROW_MAX`].
+    timeouts_in_a_row: Cell<u32>,
     tasks: RefCell<Vec<AbortHandle>>,
 }
 
@@ -104,6 +113,9 @@ impl Connection {
     fn close(&self) {
         self.closed.set(true);
         self.pending.borrow_mut().clear();
+        for task in self.tasks.borrow().iter() {
+            task.abort();
+        }
     }
 }
 
@@ -206,7 +218,8 @@ impl Shared {
     ) -> Result<PeerResponse, TransportError> {
         let deadline = Instant::now() + timeout;
         let connection = self.connection(&address, deadline).await?;
-        if connection.pending.borrow().len() >= CALLS_PENDING_MAX {
+        // It may have closed while this call waited for a connect under way.
+        if connection.closed.get() || connection.pending.borrow().len() >= CALLS_PENDING_MAX {
             return Err(TransportError::Unreachable);
         }
         let id = connection.id_next.get();
@@ -218,18 +231,27 @@ impl Shared {
         }
         let (answer, answered) = oneshot::channel();
         connection.pending.borrow_mut().insert(id, answer);
-        if connection.requests.try_send(frame).is_err() {
+        if connection.requests.try_send((id, frame)).is_err() {
             connection.pending.borrow_mut().remove(&id);
             return Err(TransportError::Unreachable);
         }
         self.stats.sent();
         match tokio::time::timeout_at(deadline, answered).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                connection.timeouts_in_a_row.set(0);
+                Ok(response)
+            }
             // The connection broke after the request went out: it may have been
             // handled, so this is not `Unreachable` (which promises it was not sent).
             Ok(Err(_)) => Err(TransportError::Timeout),
             Err(_) => {
                 connection.pending.borrow_mut().remove(&id);
+                let in_a_row = connection.timeouts_in_a_row.get() + 1;
+                connection.timeouts_in_a_row.set(in_a_row);
+                if in_a_row >= TIMEOUTS_IN_A_ROW_MAX {
+                    tracing::debug!(target: "cache::net", %address, "no answers: connection closed");
+                    connection.close();
+                }
                 Err(TransportError::Timeout)
             }
         }
@@ -265,6 +287,7 @@ fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
         pending: RefCell::new(BTreeMap::new()),
         id_next: Cell::new(0),
         closed: Cell::new(false),
+        timeouts_in_a_row: Cell::new(0),
         tasks: RefCell::new(Vec::new()),
     });
     let writer = tokio::task::spawn_local(write_loop(write, outbox, Rc::downgrade(&connection)));
@@ -274,13 +297,21 @@ fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
     connection
 }
 
+/// Writes the requests of calls still waiting (a call that gave up is not sent late:
+/// a forwarded write must not apply long after its client saw a timeout); closes the
+/// connection when a write fails or stalls past [`WRITE_TIMEOUT_MS`].
 async fn write_loop(
     mut write: OwnedWriteHalf,
-    mut outbox: mpsc::Receiver<BytesMut>,
+    mut outbox: mpsc::Receiver<(u64, BytesMut)>,
     connection: Weak<Connection>,
 ) {
-    while let Some(frame) = outbox.recv().await {
-        if write.write_all(&frame).await.is_err() {
+    while let Some((id, frame)) = outbox.recv().await {
+        let waiting = connection.upgrade().is_some_and(|c| c.pending.borrow().contains_key(&id));
+        if !waiting {
+            continue;
+        }
+        let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
+        if !matches!(tokio::time::timeout(timeout, write.write_all(&frame)).await, Ok(Ok(()))) {
             break;
         }
     }

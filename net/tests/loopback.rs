@@ -81,8 +81,16 @@ fn a_quorum_survives_one_node_stopped() {
         drop(stopped);
         // The port is free again once the runtime has run the cancelled server task
         // (tokio cancels a task at its next turn, not inside `drop`).
-        tokio::task::yield_now().await;
-        drop(TcpListener::bind(port).unwrap());
+        let mut bound = None;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            bound = TcpListener::bind(port).ok();
+            if bound.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(bound.is_some(), "the stopped node's port is free again within a second");
         for index in 0..20 {
             let key = format!("key{index}");
             nodes[index % 2].node().set(&key, "v", None).await.unwrap();
@@ -167,7 +175,7 @@ fn a_client_talks_to_any_node() {
         // A node that is gone: no answer, no panic.
         let port = nodes[1].local_addr();
         drop(nodes);
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let gone = cache_net::Client::new(port.to_string(), Duration::from_millis(200), None);
         let error = gone.get("user:1", None).await.unwrap_err();
         assert!(matches!(error, cache_net::ClientError::Transport(_)), "{error:?}");

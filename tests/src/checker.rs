@@ -379,32 +379,25 @@ pub(crate) fn lost_at_end(history: &History) -> Vec<Violation> {
     for op in history.ops.iter().filter(|op| op.is_write() && !history.is_probe(op)) {
         by_key.entry(op.key.as_str()).or_default().push(op);
     }
-    let mut violations = Vec::new();
+    let mut violations = versions_out_of_order(&by_key);
     for probe in history.ops.iter().filter(|op| op.is_read() && history.is_probe(op)) {
         let writes = by_key.get(probe.key.as_str()).map_or(&[][..], Vec::as_slice);
-        let newest = writes
-            .iter()
-            .filter(|write| write.consistency != Consistency::One)
-            .filter_map(|write| match &write.outcome {
-                Outcome::Ok { version: Some(version), .. } => Some((*write, version)),
-                _ => None,
-            })
-            .max_by(|a, b| a.1.cmp(b.1));
-        let Some((write, written)) = newest else { continue };
+        let Some((write, written)) = newest_acknowledged(writes) else { continue };
         let lost = match (&probe.outcome, &write.kind) {
             (Outcome::Ok { version: Some(seen), .. }, _) => seen < written,
             (Outcome::Ok { version: None, .. }, OpKind::Set { .. }) => {
-                !writes.iter().any(|other| {
-                    let may_vanish =
-                        matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
-                    let maybe_after = other.complete_ns.is_none_or(|done| done >= write.invoke_ns)
-                        || matches!(other.outcome, Outcome::Unknown | Outcome::Pending);
-                    let sent = !matches!(other.outcome, Outcome::NotSent(_));
-                    may_vanish && sent && maybe_after
-                })
+                !writes.iter().any(|other| may_erase(other, write, written))
             }
             (Outcome::Ok { version: None, .. }, _) => false,
-            _ => true,
+            _ => {
+                // No answer says nothing of the data: a failed probe is unavailability.
+                violations.push(Violation {
+                    check: Check::Unavailable,
+                    message: format!("the final read of {} at ALL failed", probe.key),
+                    ops: vec![probe.to_string()],
+                });
+                false
+            }
         };
         if lost {
             violations.push(Violation {
@@ -415,6 +408,70 @@ pub(crate) fn lost_at_end(history: &History) -> Vec<Violation> {
                 ),
                 ops: vec![probe.to_string(), write.to_string()],
             });
+        }
+    }
+    violations
+}
+
+/// The acknowledged QUORUM or ALL write with the highest version.
+fn newest_acknowledged<'a>(writes: &[&'a Op]) -> Option<(&'a Op, &'a Version)> {
+    writes
+        .iter()
+        .filter(|write| write.consistency != Consistency::One)
+        .filter_map(|write| match &write.outcome {
+            Outcome::Ok { version: Some(version), .. } => Some((*write, version)),
+            _ => None,
+        })
+        .max_by(|a, b| a.1.cmp(b.1))
+}
+
+/// Whether `other` (a remove, or a set with a TTL) may have erased the set `write`
+/// (acknowledged with version `written`): it was sent, may be ordered after it, and,
+/// when acknowledged, carries a newer version.
+fn may_erase(other: &Op, write: &Op, written: &Version) -> bool {
+    let may_vanish = matches!(other.kind, OpKind::Remove) || other.ttl_ms().is_some();
+    let maybe_after = other.complete_ns.is_none_or(|done| done >= write.invoke_ns)
+        || matches!(other.outcome, Outcome::Unknown | Outcome::Pending);
+    let newer = match &other.outcome {
+        Outcome::Ok { version: Some(version), .. } => version > written,
+        Outcome::NotSent(_) => false,
+        _ => true,
+    };
+    may_vanish && maybe_after && newer
+}
+
+/// Two acknowledged writes of one key, the second invoked after the first completed,
+/// must get versions in that order; else the later write loses to the earlier one
+/// (last-write-wins by version), and is lost though acknowledged.
+fn versions_out_of_order(by_key: &BTreeMap<&str, Vec<&Op>>) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for writes in by_key.values() {
+        let acked: Vec<(&Op, &Version, u64)> = writes
+            .iter()
+            .filter_map(|write| match (&write.outcome, write.complete_ns) {
+                (Outcome::Ok { version: Some(version), .. }, Some(done)) => {
+                    Some((*write, version, done))
+                }
+                _ => None,
+            })
+            .collect();
+        // The newest version among writes completed before each write's invocation.
+        let mut by_completion = acked.clone();
+        by_completion.sort_by_key(|(_, _, done)| *done);
+        for (write, version, _) in &acked {
+            let before = by_completion.iter().take_while(|(_, _, done)| *done < write.invoke_ns);
+            let Some((earlier, newest, _)) = before.max_by(|a, b| a.1.cmp(b.1)) else { continue };
+            if *version <= *newest && violations.len() < 20 {
+                violations.push(Violation {
+                    check: Check::LostWrite,
+                    message: format!(
+                        "a write of {} acknowledged after another completed got an older \
+                         version (@{}:{} after @{}:{})",
+                        write.key, version.counter, version.origin, newest.counter, newest.origin
+                    ),
+                    ops: vec![write.to_string(), earlier.to_string()],
+                });
+            }
         }
     }
     violations
@@ -958,41 +1015,65 @@ mod tests {
         assert!(phantoms[0].message.contains("version of another write"), "{}", phantoms[0]);
     }
 
-    /// The final read at ALL must see the newest acknowledged write: an older version,
-    /// nothing, or a failure is a lost write; a remove that may follow excuses nothing
-    /// found.
+    /// The final read at ALL must see the newest acknowledged write: an older version
+    /// or nothing is a lost write, a failed read is unavailability; a remove that may
+    /// follow excuses nothing found, unless it was acknowledged with an older version.
     #[test]
     fn a_final_read_that_misses_the_newest_acknowledged_write_is_a_lost_write() {
         let ok = |counter| Outcome::Ok { version: Some(version(counter, "n1")), value: None };
-        let cases: [(Outcome, bool); 4] = [
-            (Outcome::Ok { version: Some(version(2, "n1")), value: Some("b".into()) }, false),
-            (Outcome::Ok { version: Some(version(1, "n1")), value: Some("a".into()) }, true),
-            (Outcome::Ok { version: None, value: None }, true),
-            (Outcome::Failed("unreachable".into()), true),
+        let cases: [(Outcome, Option<Check>); 4] = [
+            (Outcome::Ok { version: Some(version(2, "n1")), value: Some("b".into()) }, None),
+            (
+                Outcome::Ok { version: Some(version(1, "n1")), value: Some("a".into()) },
+                Some(Check::LostWrite),
+            ),
+            (Outcome::Ok { version: None, value: None }, Some(Check::LostWrite)),
+            (Outcome::Failed("unreachable".into()), Some(Check::Unavailable)),
         ];
-        for (read, lost) in cases {
+        for (read, expected) in cases {
             let mut history = History::default();
             set(&mut history, "k", "a", 0, ok(1), &["n1"]);
             set(&mut history, "k", "b", 20, ok(2), &["n1"]);
             history.probes_from_ns = Some(100);
             let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::All, 100);
             history.complete(index, 110, read.clone(), Vec::new());
-            let found = lost_at_end(&history);
-            assert_eq!(found.len(), usize::from(lost), "{read:?}: {found:?}");
-            assert!(found.iter().all(|violation| violation.check == Check::LostWrite));
+            let found: Vec<Check> = lost_at_end(&history).iter().map(|v| v.check).collect();
+            assert_eq!(found, expected.into_iter().collect::<Vec<_>>(), "{read:?}");
             // Before the probe phase, the same read is not a probe.
             history.probes_from_ns = Some(200);
             assert!(lost_at_end(&history).is_empty());
         }
+        // A remove in flight may have won; one acknowledged with an older version not.
+        for (remove_outcome, excused) in [(Outcome::Unknown, true), (ok(0), false)] {
+            let mut history = History::default();
+            set(&mut history, "k", "a", 0, ok(1), &["n1"]);
+            let remove =
+                history.invoke(2, id("n3"), "k".into(), OpKind::Remove, Consistency::Quorum, 5);
+            history.complete(remove, 50, remove_outcome.clone(), Vec::new());
+            history.probes_from_ns = Some(100);
+            let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::All, 100);
+            history.complete(index, 110, Outcome::Ok { version: None, value: None }, Vec::new());
+            assert_eq!(lost_at_end(&history).is_empty(), excused, "{remove_outcome:?}");
+        }
+    }
+
+    /// A write acknowledged after another completed, with an older version, loses to
+    /// it for ever: a lost write, even if no probe reads the key.
+    #[test]
+    fn a_later_write_with_an_older_version_is_a_lost_write() {
+        let ok = |counter| Outcome::Ok { version: Some(version(counter, "n1")), value: None };
+        for (second, lost) in [(3, false), (1, true)] {
+            let mut history = History::default();
+            set(&mut history, "k", "a", 0, ok(2), &["n1"]);
+            set(&mut history, "k", "b", 20, ok(second), &["n1"]);
+            let found = lost_at_end(&history);
+            assert_eq!(found.len(), usize::from(lost), "{found:?}");
+        }
+        // Overlapping writes may be ordered either way.
         let mut history = History::default();
-        set(&mut history, "k", "a", 0, ok(1), &["n1"]);
-        let remove =
-            history.invoke(2, id("n3"), "k".into(), OpKind::Remove, Consistency::Quorum, 5);
-        history.complete(remove, 50, Outcome::Unknown, Vec::new());
-        history.probes_from_ns = Some(100);
-        let index = history.invoke(1, id("n2"), "k".into(), OpKind::Get, Consistency::All, 100);
-        history.complete(index, 110, Outcome::Ok { version: None, value: None }, Vec::new());
-        assert!(lost_at_end(&history).is_empty(), "a remove in flight may have won");
+        set(&mut history, "k", "a", 0, ok(2), &["n1"]);
+        set(&mut history, "k", "b", 5, ok(1), &["n1"]);
+        assert!(lost_at_end(&history).is_empty());
     }
 
     #[test]

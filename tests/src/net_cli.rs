@@ -31,7 +31,7 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     listen: String,
     /// The address peers dial, when it is not the address bound (behind NAT, 0.0.0.0)
-    #[arg(long)]
+    #[arg(long, value_parser = host_port)]
     advertise: Option<String>,
     /// A peer, as ID@HOST:PORT; repeat for each
     #[arg(long = "peer", value_name = "ID@HOST:PORT")]
@@ -40,10 +40,14 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     secret_file: Option<PathBuf>,
     /// A file holding the token clients must prove (default: the
-    /// CACHESIM_CLIENT_TOKEN variable if set; else clients need no token)
+    /// CACHESIM_CLIENT_TOKEN variable if set; else the cluster secret)
     #[arg(long)]
     client_token_file: Option<PathBuf>,
-    /// Run with no cluster secret: any peer is let in (a trial on one machine only)
+    /// Let clients in without a token (they still send client requests only)
+    #[arg(long)]
+    open_clients: bool,
+    /// Run with no cluster secret: any peer and any client is let in (a trial on one
+    /// machine only)
     #[arg(long)]
     insecure: bool,
     /// Owners per key
@@ -69,11 +73,11 @@ pub(crate) struct ClientArgs {
     #[arg(long, value_parser = host_port)]
     node: String,
     /// A file holding the client token (default: the CACHESIM_CLIENT_TOKEN variable if
-    /// set)
+    /// set, else the CACHESIM_SECRET variable if set)
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// How long to wait for the answer, in milliseconds
-    #[arg(long, default_value_t = 5_000)]
+    /// How long to wait for the answer, in milliseconds (at least 1)
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
     /// one, quorum or all (default: the node's own level)
     #[arg(long)]
@@ -90,8 +94,8 @@ enum ClientOp {
         key: String,
         /// The value, stored as its UTF-8 bytes
         value: String,
-        /// Time to live, in milliseconds (default: for ever)
-        #[arg(long)]
+        /// Time to live, in milliseconds, at least 1 (default: for ever)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         ttl_ms: Option<u64>,
     },
     /// Print KEY's value (exit status 1 when there is none)
@@ -136,10 +140,8 @@ fn parse_peer(text: &str) -> Result<(NodeId, String), String> {
         format!("--peer {text:?}: expected ID@HOST:PORT, for example n2@127.0.0.1:7002")
     })?;
     let id = NodeId::new(id).map_err(|error| format!("--peer {text:?}: {error}"))?;
-    if address.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
-        return Err(format!("--peer {text:?}: the address must be HOST:PORT"));
-    }
-    Ok((id, address.to_owned()))
+    let address = host_port(address).map_err(|error| format!("--peer {text:?}: {error}"))?;
+    Ok((id, address))
 }
 
 fn optional_secret(file: Option<&PathBuf>, variable: &str) -> Result<Option<Secret>, String> {
@@ -168,13 +170,34 @@ fn serve_keys(args: &ServeArgs) -> Result<Keys, String> {
         }
         (cluster, _) => cluster,
     };
-    let client_token = optional_secret(args.client_token_file.as_ref(), CLIENT_TOKEN_ENV)?;
+    let token = optional_secret(args.client_token_file.as_ref(), CLIENT_TOKEN_ENV)?;
+    // Unless told otherwise, clients prove a secret too: without one, anyone who can
+    // reach the port could read and write every key.
+    let client_token = match (token, args.open_clients) {
+        (Some(_), true) => {
+            return Err("--open-clients lets clients in without a token, yet a token was \
+                        given: drop one"
+                .to_owned());
+        }
+        (Some(token), false) => Some(token),
+        (None, true) => None,
+        (None, false) => cluster.clone(),
+    };
     Ok(Keys { cluster, client_token })
 }
 
 fn serve_config(args: &ServeArgs, bound: std::net::SocketAddr) -> Result<NodeConfig, String> {
     let id = NodeId::new(&args.id).map_err(|error| format!("--id {:?}: {error}", args.id))?;
     let peers = args.peers.iter().map(|peer| parse_peer(peer)).collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::BTreeSet::from([&id]);
+    for (peer, _) in &peers {
+        if !seen.insert(peer) {
+            return Err(format!(
+                "--peer {peer}: {} (give each peer once, and not this node itself)",
+                if *peer == id { "this is the node's own id" } else { "given twice" }
+            ));
+        }
+    }
     let address = match &args.advertise {
         Some(address) => address.clone(),
         None if bound.ip().is_unspecified() => {
@@ -224,7 +247,12 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(message) => return input_error(message),
     };
-    let (secured, token) = (keys.cluster.is_some(), keys.client_token.is_some());
+    let secured = keys.cluster.is_some();
+    let token = match (&keys.client_token, &keys.cluster) {
+        (None, _) => "none: any client gets in",
+        (Some(token), Some(cluster)) if token == cluster => "the cluster secret",
+        (Some(_), _) => "a token of their own",
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return input_error(format!("cannot start the runtime: {error}")),
@@ -237,10 +265,9 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
             Err(error) => return input_error(error),
         };
         say!(
-            "serving {id} on {bound} ({peer_count} peer(s) given; cluster secret: {}; client \
-             token: {})",
+            "serving {id} on {bound} ({peer_count} peer(s) given; cluster secret: {}; clients \
+             prove: {token})",
             if secured { "yes" } else { "NO (--insecure)" },
-            if token { "yes" } else { "no" }
         );
         wait_for_stop().await;
         node.stop();
@@ -275,7 +302,12 @@ async fn wait_for_stop() {
 
 /// Runs `cachesim client`.
 pub(crate) fn client(args: &ClientArgs) -> ExitCode {
-    let token = match optional_secret(args.token_file.as_ref(), CLIENT_TOKEN_ENV) {
+    init_logging();
+    // The token, else the cluster secret (what a node asks of clients by default).
+    let token = optional_secret(args.token_file.as_ref(), CLIENT_TOKEN_ENV).and_then(|token| {
+        token.map_or_else(|| optional_secret(None, SECRET_ENV), |token| Ok(Some(token)))
+    });
+    let token = match token {
         Ok(token) => token,
         Err(message) => return input_error(message),
     };

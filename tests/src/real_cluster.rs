@@ -16,6 +16,8 @@ use crate::scenario::{ScenarioCluster, ScenarioFuture};
 /// Real time a loopback cluster settles for: replica writes take well under a
 /// millisecond here, hint replays run every 200 ms.
 const REAL_SETTLE: Duration = Duration::from_millis(500);
+/// Tries, 10 ms apart, at binding a killed node's port again.
+const BIND_AGAIN_TRIES_MAX: u32 = 100;
 /// How long a whole scenario may take on the real network.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -166,13 +168,26 @@ impl RealCluster {
         if member.node.borrow().is_some() {
             return Err(FixtureError::Start(format!("{id} is running: kill it first")));
         }
-        // The killed node's listener closes when its task next runs.
-        tokio::task::yield_now().await;
-        let listener = TcpListener::bind(&member.address).map_err(FixtureError::Listen)?;
+        let listener = bind_again(&member.address).await?;
         let node = NetNode::start(member.config.clone(), listener, self.keys.clone())
             .map_err(|error| FixtureError::Start(error.to_string()))?;
         *member.node.borrow_mut() = Some(node);
         Ok(())
+    }
+}
+
+/// Tries to bind a port a killed node held: its listener closes when its cancelled
+/// task next runs, so the first tries may find it taken still.
+async fn bind_again(address: &str) -> Result<TcpListener, FixtureError> {
+    let mut tries_left = BIND_AGAIN_TRIES_MAX;
+    loop {
+        tokio::task::yield_now().await;
+        match TcpListener::bind(address) {
+            Ok(listener) => return Ok(listener),
+            Err(error) if tries_left == 0 => return Err(FixtureError::Listen(error)),
+            Err(_) => tries_left -= 1,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -44,12 +44,20 @@ fn serve(id: &str, peers: &[(&str, &str)], secret: &str) -> Server {
     Server { child, address }
 }
 
+/// `cachesim client` proving `secret` (by default a node asks clients for the
+/// cluster secret).
+fn client_with(node: &str, secret: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cachesim"));
+    command.args(["client", "--node", node, "--timeout-ms", "2000"]).args(args);
+    command.env_remove("CACHESIM_SECRET").env_remove("CACHESIM_CLIENT_TOKEN");
+    if let Some(secret) = secret {
+        command.env("CACHESIM_SECRET", secret);
+    }
+    command.output().unwrap()
+}
+
 fn client(node: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachesim"))
-        .args(["client", "--node", node, "--timeout-ms", "2000"])
-        .args(args)
-        .output()
-        .unwrap()
+    client_with(node, Some(SECRET), args)
 }
 
 fn stdout(output: &Output) -> String {
@@ -84,9 +92,14 @@ fn a_three_process_cluster_serves_a_client() {
     assert_eq!(gone.status.code(), Some(1), "{gone:?}");
     let bad = client(&n1.address, &["set", "", "x"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    // Clients prove the cluster secret by default: without it, nothing is read.
+    let anonymous = client_with(&n1.address, None, &["get", "probe"]);
+    assert_eq!(anonymous.status.code(), Some(3), "{anonymous:?}");
     // A fourth process with another secret cannot write through the cluster.
-    let intruder = serve("n4", &[("n1", &n1.address)], "another secret entirely!");
-    let refused = client(&intruder.address, &["--consistency", "quorum", "set", "x", "y"]);
+    let other = "another secret entirely!";
+    let intruder = serve("n4", &[("n1", &n1.address)], other);
+    let refused =
+        client_with(&intruder.address, Some(other), &["--consistency", "quorum", "set", "x", "y"]);
     assert_eq!(refused.status.code(), Some(3), "{refused:?}");
     let absent = client(&n2.address, &["--consistency", "all", "get", "x"]);
     assert_eq!(absent.status.code(), Some(1), "the intruder's write reached the cluster");
