@@ -357,6 +357,7 @@ impl Inner {
         // Dropping the guards cancels the background tasks.
         let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         drop(tasks);
+        self.transport.shutdown();
     }
 
     /// The receiver's check, for every path: apply only if newer, and let the clock

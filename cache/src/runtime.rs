@@ -67,6 +67,11 @@ pub trait Transport {
         request: PeerRequest,
         timeout: Duration,
     ) -> LocalBoxFuture<Result<PeerResponse, TransportError>>;
+
+    /// Closes whatever the transport holds open (connections to peers): the node
+    /// stopped. Calls in progress fail; later calls may fail at once. The default does
+    /// nothing (the simulator frees a node's ports when it is killed).
+    fn shutdown(&self) {}
 }
 
 /// Why a peer request got no response.

@@ -86,12 +86,14 @@ pub(crate) async fn serve(
             (handler.clone(), stats.clone(), Rc::downgrade(&connections));
         let (keys, handshaking) = (keys.clone(), handshaking.clone());
         let task = tokio::task::spawn_local(async move {
-            connection(stream, peer, handler, stats_task, &keys, &handshaking).await;
+            connection(stream, peer, handler, stats_task.clone(), &keys, &handshaking).await;
             if let Some(set) = set.upgrade() {
                 set.open.borrow_mut().remove(&id);
+                stats_task.set_open(set.open.borrow().len());
             }
         });
         connections.open.borrow_mut().insert(id, task.abort_handle());
+        stats.set_open(connections.open.borrow().len());
     }
 }
 

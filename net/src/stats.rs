@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 pub struct NetStats {
     connections_accepted: Cell<u64>,
     connections_refused: Cell<u64>,
+    connections_open: Cell<u64>,
     requests_served: Cell<u64>,
     calls_sent: Cell<u64>,
     calls_timed_out: Cell<u64>,
@@ -24,6 +25,8 @@ pub struct NetStatsSnapshot {
     pub connections_accepted: u64,
     /// Connections refused at once (over the connection limit).
     pub connections_refused: u64,
+    /// Connections the server holds open now (in the handshake or serving).
+    pub connections_open: u64,
     /// Requests answered.
     pub requests_served: u64,
     /// Calls this node sent to peers.
@@ -45,6 +48,10 @@ fn bump(counter: &Cell<u64>) {
 impl NetStats {
     pub(crate) fn accepted(&self) {
         bump(&self.connections_accepted);
+    }
+
+    pub(crate) fn set_open(&self, count: usize) {
+        self.connections_open.set(count as u64);
     }
 
     pub(crate) fn refused(&self) {
@@ -80,6 +87,7 @@ impl NetStats {
         NetStatsSnapshot {
             connections_accepted: self.connections_accepted.get(),
             connections_refused: self.connections_refused.get(),
+            connections_open: self.connections_open.get(),
             requests_served: self.requests_served.get(),
             calls_sent: self.calls_sent.get(),
             calls_timed_out: self.calls_timed_out.get(),

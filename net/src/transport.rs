@@ -259,6 +259,17 @@ impl Shared {
 }
 
 impl Transport for TcpTransport {
+    /// Closes every connection (their tasks end, their sockets close) and forgets every
+    /// peer; a later call dials afresh.
+    fn shutdown(&self) {
+        let peers = std::mem::take(&mut *self.shared.peers.borrow_mut());
+        for slot in peers.into_values() {
+            if let Slot::Open(connection) = slot {
+                connection.close();
+            }
+        }
+    }
+
     fn call(
         &self,
         address: &str,

@@ -381,3 +381,29 @@ fn a_client_that_never_reads_is_held_to_a_bounded_backlog() {
         drop(stream);
     });
 }
+
+/// Stopping a node closes its connections to its peers too, even while something
+/// still holds the node (a test body, a client of its API).
+#[test]
+fn a_stopped_node_closes_its_connections_to_peers() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        for index in 0..20 {
+            nodes[0].node().set(&format!("key{index}"), "v", None).await.unwrap();
+        }
+        let open_before = nodes[1].net_stats().connections_open;
+        assert!(open_before >= 1, "n1 holds a connection to n2");
+        let held = nodes[0].shared_node();
+        nodes[0].stop();
+        let mut open_after = open_before;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            open_after = nodes[1].net_stats().connections_open;
+            if open_after < open_before {
+                break;
+            }
+        }
+        assert!(open_after < open_before, "n2 still holds {open_after} connections");
+        assert!(held.is_stopped());
+    });
+}
