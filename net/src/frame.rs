@@ -97,6 +97,9 @@ pub enum FrameError {
         /// Why, for the log.
         reason: &'static str,
     },
+    /// A frame after the handshake whose tag does not check: altered, injected,
+    /// replayed or reordered on the path (`session.rs`).
+    BadTag,
     /// A client connection sent a request only peers may send.
     Forbidden {
         /// The request's kind.
@@ -116,6 +119,7 @@ impl FrameError {
             FrameError::Malformed { .. } => "malformed",
             FrameError::TooLargeToSend { .. } => "too-large-to-send",
             FrameError::Refused { .. } => "auth-refused",
+            FrameError::BadTag => "bad-tag",
             FrameError::Forbidden { .. } => "forbidden",
         }
     }
@@ -147,6 +151,9 @@ impl std::fmt::Display for FrameError {
                  {FRAME_PAYLOAD_BYTES_MAX}"
             ),
             FrameError::Refused { reason } => write!(f, "handshake refused: {reason}"),
+            FrameError::BadTag => f.write_str(
+                "a frame's tag does not check: altered, injected, replayed or out of order",
+            ),
             FrameError::Forbidden { kind } => {
                 write!(f, "a client connection sent a {kind} request, which only peers may send")
             }
@@ -183,7 +190,8 @@ pub fn encode<M: Serialize>(
 ) -> Result<(), FrameError> {
     let payload = postcard::to_allocvec(message)
         .map_err(|error| FrameError::Malformed { reason: error.to_string() })?;
-    if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
+    // Room for the tag a session appends.
+    if payload.len() + crate::session::TAG_BYTES > FRAME_PAYLOAD_BYTES_MAX {
         return Err(FrameError::TooLargeToSend { len: payload.len() });
     }
     let len = u32::try_from(payload.len()).expect("the payload limit fits in u32");

@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::{self, Keys, NONCE_BYTES, Role};
 use crate::frame::{self, Frame, FrameError, FrameKind};
+use crate::session::Session;
 
 /// How long a dialer has to finish the handshake before the node hangs up.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
@@ -84,7 +85,8 @@ async fn write<S: AsyncWrite + Unpin>(
         .map_err(|_| FrameError::Refused { reason: "the connection failed" })
 }
 
-/// The dialer's side: proves `role`'s key and checks the node's proof.
+/// The dialer's side: proves `role`'s key and checks the node's proof; returns the
+/// session that seals and opens the connection's frames from then on.
 ///
 /// # Errors
 ///
@@ -94,7 +96,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     keys: &Keys,
     role: Role,
-) -> Result<(), FrameError> {
+) -> Result<Session, FrameError> {
     let dialer_nonce = auth::nonce();
     let mut hello = vec![role as u8];
     hello.extend_from_slice(&dialer_nonce);
@@ -107,11 +109,12 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(FrameError::Refused { reason: "the node could not prove the shared secret" });
     }
     let proof = auth::dialer_proof(key, role, node_nonce, &dialer_nonce);
-    write(stream, FrameKind::Proof, &proof).await
+    write(stream, FrameKind::Proof, &proof).await?;
+    Ok(Session::dialer(key, role, &dialer_nonce, node_nonce))
 }
 
-/// The node's side: learns the dialer's role and checks its proof. Frames that
-/// follow the handshake stay in `buffer`.
+/// The node's side: learns the dialer's role and checks its proof; returns the role
+/// and the connection's session. Frames that follow the handshake stay in `buffer`.
 ///
 /// # Errors
 ///
@@ -122,7 +125,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buffer: &mut BytesMut,
     keys: &Keys,
-) -> Result<Role, FrameError> {
+) -> Result<(Role, Session), FrameError> {
     let steps = async {
         let hello = read_kind(stream, buffer, FrameKind::Hello, 1 + NONCE_BYTES).await?;
         let role = Role::from_byte(hello.payload[0])
@@ -139,7 +142,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 reason: "the dialer could not prove the shared secret",
             });
         }
-        Ok(role)
+        Ok((role, Session::node(key, role, dialer_nonce, &node_nonce)))
     };
     match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), steps).await {
         Ok(outcome) => outcome,

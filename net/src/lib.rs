@@ -15,6 +15,8 @@
 //!   logged reason and a counter, and the others go on.
 //! - `auth.rs`: [`Secret`], [`Keys`], the mutual HMAC-SHA256 challenge–response
 //!   that opens every connection; `handshake.rs` runs it on each side.
+//! - `session.rs`: after the handshake, every frame carries a MAC keyed from it
+//!   ([`Session`]), so the proof holds for the whole connection.
 //! - `node.rs`: [`NetNode`], a node on a listener the caller bound.
 //! - `client.rs`: [`Client`], the cache's client protocol against any node.
 //! - `stats.rs`: [`NetStats`], the network layer's counters.
@@ -32,6 +34,7 @@ pub mod handshake;
 mod node;
 mod runtime;
 mod server;
+mod session;
 mod stats;
 mod transport;
 
@@ -46,6 +49,7 @@ pub use crate::server::{
     CONNECTION_COUNT_MAX, HANDSHAKING_COUNT_MAX, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
     WRITE_TIMEOUT_MS,
 };
+pub use crate::session::{Opener, Sealer, Session, TAG_BYTES};
 pub use crate::stats::{NetStats, NetStatsSnapshot};
 pub use crate::transport::{
     CONNECT_TIMEOUT_MS, PEER_COUNT_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,

@@ -19,6 +19,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::auth::{Keys, Role};
 use crate::frame::{self, FrameError, FrameKind};
 use crate::handshake;
+use crate::session::{Opener, Sealer, Session};
 use crate::stats::NetStats;
 
 /// Connections one server keeps open at once; more are closed on accept.
@@ -140,21 +141,22 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let entered = Handshaking::enter(handshaking);
-    let role = match handshake::accept(&mut stream, &mut buffer, keys).await {
-        Ok(role) => role,
+    let (role, session) = match handshake::accept(&mut stream, &mut buffer, keys).await {
+        Ok(accepted) => accepted,
         Err(error) => return refuse(&stats, peer, &error),
     };
     drop(entered);
+    let Session { sealer, mut opener } = session;
     let (read, write) = stream.into_split();
     let (answers, outbox) = mpsc::channel::<BytesMut>(RESPONSES_QUEUED_MAX);
     let (stalled, writer_ended) = oneshot::channel::<()>();
-    let writer = tokio::task::spawn_local(write_loop(write, outbox, stalled));
+    let writer = tokio::task::spawn_local(write_loop(write, outbox, sealer, stalled));
     let _writer = AbortOnDrop(writer.abort_handle());
     // Dropping the set (the connection ending, or the server stopping) cancels the
     // requests still in progress.
     let mut requests = JoinSet::new();
     let context = Serving { peer, role, handler, stats: stats.clone(), answers };
-    let ended = read_loop(read, buffer, &context, &mut requests, writer_ended).await;
+    let ended = read_loop(read, buffer, &mut opener, &context, &mut requests, writer_ended).await;
     if let Err(error) = ended {
         refuse(&stats, peer, &error);
         return;
@@ -181,6 +183,7 @@ struct Serving {
 async fn read_loop(
     mut read: OwnedReadHalf,
     mut buffer: BytesMut,
+    opener: &mut Opener,
     context: &Serving,
     requests: &mut JoinSet<()>,
     mut writer_ended: oneshot::Receiver<()>,
@@ -193,7 +196,7 @@ async fn read_loop(
                 _ = &mut writer_ended => return Ok(()),
             }
         }
-        let Some(frame) = frame::decode(&mut buffer)? else {
+        let Some(mut frame) = frame::decode(&mut buffer)? else {
             tokio::select! {
                 read = read.read_buf(&mut buffer) => match read {
                     Ok(0) => return frame::finish(&buffer),
@@ -206,6 +209,7 @@ async fn read_loop(
                 _ = &mut writer_ended => return Ok(()),
             }
         };
+        opener.open(&mut frame)?;
         if frame.kind != FrameKind::Request {
             return Err(FrameError::UnknownKind { kind: frame.kind as u8 });
         }
@@ -228,9 +232,11 @@ async fn read_loop(
 async fn write_loop(
     mut write: OwnedWriteHalf,
     mut outbox: mpsc::Receiver<BytesMut>,
+    mut sealer: Sealer,
     stalled: oneshot::Sender<()>,
 ) {
-    while let Some(frame) = outbox.recv().await {
+    while let Some(mut frame) = outbox.recv().await {
+        sealer.seal(&mut frame);
         let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
         if !matches!(tokio::time::timeout(timeout, write.write_all(&frame)).await, Ok(Ok(()))) {
             break;

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::auth::{Keys, Role};
 use crate::frame::{self, FrameError, FrameKind};
 use crate::handshake;
+use crate::session::{Opener, Sealer, Session};
 use crate::stats::NetStats;
 
 /// The first wait after a failed connect; it doubles on each failure in a row.
@@ -166,8 +167,8 @@ impl Shared {
             )
             .await;
             match dialed {
-                Ok(Ok(stream)) => {
-                    let connection = open(stream, &address);
+                Ok(Ok((stream, session))) => {
+                    let connection = open(stream, session, &address);
                     self.remember(&address, Slot::Open(connection.clone()));
                     Ok(connection)
                 }
@@ -188,15 +189,17 @@ impl Shared {
 
     /// Connects and proves this side's role; a node that cannot prove the same key is
     /// refused here, before any request goes out.
-    async fn dial(&self, address: &str) -> Result<TcpStream, ()> {
+    async fn dial(&self, address: &str) -> Result<(TcpStream, Session), ()> {
         let mut stream = TcpStream::connect(address).await.map_err(|_| ())?;
         let _ = stream.set_nodelay(true);
-        if let Err(error) = handshake::dial(&mut stream, &self.keys, self.role).await {
-            self.stats.bad_input(error.name());
-            tracing::warn!(target: "cache::net", %address, reason = %error, "handshake failed");
-            return Err(());
+        match handshake::dial(&mut stream, &self.keys, self.role).await {
+            Ok(session) => Ok((stream, session)),
+            Err(error) => {
+                self.stats.bad_input(error.name());
+                tracing::warn!(target: "cache::net", %address, reason = %error, "handshake failed");
+                Err(())
+            }
         }
-        Ok(stream)
     }
 
     fn remember(&self, address: &str, slot: Slot) {
@@ -290,7 +293,8 @@ impl Transport for TcpTransport {
 }
 
 /// Starts the writer and reader tasks of a new connection.
-fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
+fn open(stream: TcpStream, session: Session, address: &str) -> Rc<Connection> {
+    let Session { sealer, opener } = session;
     let (read, write) = stream.into_split();
     let (requests, outbox) = mpsc::channel(REQUESTS_QUEUED_MAX);
     let connection = Rc::new(Connection {
@@ -301,9 +305,14 @@ fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
         timeouts_in_a_row: Cell::new(0),
         tasks: RefCell::new(Vec::new()),
     });
-    let writer = tokio::task::spawn_local(write_loop(write, outbox, Rc::downgrade(&connection)));
-    let reader =
-        tokio::task::spawn_local(read_loop(read, Rc::downgrade(&connection), address.to_owned()));
+    let writer =
+        tokio::task::spawn_local(write_loop(write, outbox, sealer, Rc::downgrade(&connection)));
+    let reader = tokio::task::spawn_local(read_loop(
+        read,
+        opener,
+        Rc::downgrade(&connection),
+        address.to_owned(),
+    ));
     connection.tasks.borrow_mut().extend([writer.abort_handle(), reader.abort_handle()]);
     connection
 }
@@ -314,13 +323,15 @@ fn open(stream: TcpStream, address: &str) -> Rc<Connection> {
 async fn write_loop(
     mut write: OwnedWriteHalf,
     mut outbox: mpsc::Receiver<(u64, BytesMut)>,
+    mut sealer: Sealer,
     connection: Weak<Connection>,
 ) {
-    while let Some((id, frame)) = outbox.recv().await {
+    while let Some((id, mut frame)) = outbox.recv().await {
         let waiting = connection.upgrade().is_some_and(|c| c.pending.borrow().contains_key(&id));
         if !waiting {
             continue;
         }
+        sealer.seal(&mut frame);
         let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
         if !matches!(tokio::time::timeout(timeout, write.write_all(&frame)).await, Ok(Ok(()))) {
             break;
@@ -331,11 +342,22 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(mut read: OwnedReadHalf, connection: Weak<Connection>, address: String) {
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    mut opener: Opener,
+    connection: Weak<Connection>,
+    address: String,
+) {
     let mut buffer = BytesMut::with_capacity(16 << 10);
     let ended: Result<(), FrameError> = loop {
         match frame::decode(&mut buffer) {
-            Ok(Some(frame)) if frame.kind == FrameKind::Response => {
+            Ok(Some(mut frame)) => {
+                if let Err(error) = opener.open(&mut frame) {
+                    break Err(error);
+                }
+                if frame.kind != FrameKind::Response {
+                    break Err(FrameError::UnknownKind { kind: frame.kind as u8 });
+                }
                 let response = match frame::response(&frame) {
                     Ok(response) => response,
                     Err(error) => break Err(error),
@@ -347,7 +369,6 @@ async fn read_loop(mut read: OwnedReadHalf, connection: Weak<Connection>, addres
                     let _ = waiting.send(response);
                 }
             }
-            Ok(Some(frame)) => break Err(FrameError::UnknownKind { kind: frame.kind as u8 }),
             Ok(None) => match read.read_buf(&mut buffer).await {
                 Ok(0) => break frame::finish(&buffer),
                 Ok(_) => {}

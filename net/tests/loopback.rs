@@ -127,17 +127,38 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
         }
         // After a handshake, a well-formed header around a payload that is no request.
         let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
-        cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
-            .await
-            .unwrap();
-        let _ = stream
-            .write_all(&[b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250])
-            .await;
+        let mut session =
+            cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
+                .await
+                .unwrap();
+        let mut garbage = bytes::BytesMut::from(
+            &[b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250][..],
+        );
+        session.sealer.seal(&mut garbage);
+        let _ = stream.write_all(&garbage).await;
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest).await;
         assert!(rest.is_empty(), "no answer to a malformed request");
+        // After a handshake, a frame without its tag (or with a wrong one).
+        let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+        cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
+            .await
+            .unwrap();
+        let mut unsealed = bytes::BytesMut::new();
+        let get = cache::PeerRequest::Client(cache::ClientRequest::Get {
+            key: "k".into(),
+            consistency: None,
+        });
+        cache_net::frame::encode(cache_net::frame::FrameKind::Request, 1, &get, &mut unsealed)
+            .unwrap();
+        let _ = stream.write_all(&unsealed).await;
+        let _ = stream.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "no answer to a frame without its tag");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let bad = nodes[0].net_stats().bad_input;
+        assert_eq!(bad.get("bad-tag"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("auth-refused"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("bad-magic"), Some(&1), "{bad:?}");
         assert_eq!(bad.get("unknown-version"), Some(&1), "{bad:?}");
@@ -266,11 +287,13 @@ fn clients_need_the_token_and_may_send_client_requests_only() {
         assert_eq!(&right.get("k", None).await.unwrap().unwrap().value[..], b"v");
         // A client that proves the token, then sends a replica write.
         let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
-        cache_net::handshake::dial(&mut stream, &keys, cache_net::Role::Client).await.unwrap();
+        let mut session =
+            cache_net::handshake::dial(&mut stream, &keys, cache_net::Role::Client).await.unwrap();
         let forged = cache::PeerRequest::Read { key: "k".into() };
         let mut frame = bytes::BytesMut::new();
         cache_net::frame::encode(cache_net::frame::FrameKind::Request, 1, &forged, &mut frame)
             .unwrap();
+        session.sealer.seal(&mut frame);
         let _ = stream.write_all(&frame).await;
         let _ = stream.shutdown().await;
         let mut rest = Vec::new();
@@ -356,20 +379,25 @@ fn a_client_that_never_reads_is_held_to_a_bounded_backlog() {
         nodes[0].node().set("big", big, None).await.unwrap();
         let served_before = nodes[0].net_stats().requests_served;
         let mut stream = tokio::net::TcpStream::connect(nodes[0].local_addr()).await.unwrap();
-        cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
-            .await
-            .unwrap();
+        let mut session =
+            cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
+                .await
+                .unwrap();
         let mut out = bytes::BytesMut::new();
         let get = cache::PeerRequest::Client(cache::ClientRequest::Get {
             key: "big".into(),
             consistency: Some(Consistency::One),
         });
         for id in 0..2_000 {
-            frame::encode(FrameKind::Request, id, &get, &mut out).unwrap();
+            let mut one = bytes::BytesMut::new();
+            frame::encode(FrameKind::Request, id, &get, &mut one).unwrap();
+            session.sealer.seal(&mut one);
+            out.extend_from_slice(&one);
         }
         stream.write_all(&out).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let served = nodes[0].net_stats().requests_served - served_before;
+        assert!(served >= 50, "the node served the client at first ({served} answers)");
         // In progress, plus queued for the writer (64), plus what the socket buffers
         // take (a few 256 KiB answers): far below the 2,000 sent.
         let bound = 500;
