@@ -143,10 +143,7 @@ pub fn setup_in_process_cluster_mutant(
     options: OptionsBuilder,
     mutant: Option<cache::Mutant>,
 ) -> Result<DistCluster, FixtureError> {
-    if n == 0 || n > CLUSTER_NODES_MAX {
-        return Err(FixtureError::NodeCount { count: n });
-    }
-    let options = options.replication_factor(replication).build().map_err(FixtureError::Options)?;
+    let options = fixture_options(n, replication, options)?;
     let configs: Rc<RefCell<Vec<Option<NodeConfig>>>> = Rc::new(RefCell::new(vec![None; n]));
     let mut members = Vec::with_capacity(n);
     for index in 0..n {
@@ -169,12 +166,34 @@ pub fn setup_in_process_cluster_mutant(
             mutant,
         });
     }
-    let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
-    ring.rebuild(members.iter().map(|member| &member.id));
+    let ring = fixture_ring(&options, members.iter().map(|member| &member.id));
     let (members, ring) = (RefCell::new(members), RefCell::new(ring));
     let cluster = DistCluster { handle: sim.handle(), members, ring, options, configs, mutant };
     cluster.wait_started(sim)?;
     Ok(cluster)
+}
+
+/// The options of an `n`-node fixture with replication factor `replication`, checked
+/// (shared by the simulated and the real-network fixtures).
+pub(crate) fn fixture_options(
+    n: usize,
+    replication: usize,
+    options: OptionsBuilder,
+) -> Result<Options, FixtureError> {
+    if n == 0 || n > CLUSTER_NODES_MAX {
+        return Err(FixtureError::NodeCount { count: n });
+    }
+    options.replication_factor(replication).build().map_err(FixtureError::Options)
+}
+
+/// The ring every member of a fixture is on.
+pub(crate) fn fixture_ring<'a>(
+    options: &Options,
+    ids: impl IntoIterator<Item = &'a NodeId>,
+) -> Ring {
+    let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
+    ring.rebuild(ids);
+    ring
 }
 
 /// The init future of node `index`: start the cache node, publish it in `slot`, count

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cache::{CacheNode, NodeConfig, NodeId, Options, OptionsBuilder, Ring};
 use cache_net::{Keys, NetNode};
 
-use crate::cluster::{CLUSTER_NODES_MAX, FixtureError};
+use crate::cluster::{FixtureError, fixture_options, fixture_ring};
 use crate::scenario::{ScenarioCluster, ScenarioFuture};
 
 /// Real time a loopback cluster settles for: replica writes take well under a
@@ -84,11 +84,7 @@ impl RealCluster {
         keys: Keys,
         mutant: Option<cache::Mutant>,
     ) -> Result<RealCluster, FixtureError> {
-        if n == 0 || n > CLUSTER_NODES_MAX {
-            return Err(FixtureError::NodeCount { count: n });
-        }
-        let options =
-            options.replication_factor(replication).build().map_err(FixtureError::Options)?;
+        let options = fixture_options(n, replication, options)?;
         let listeners = (0..n)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<Vec<_>, _>>()
@@ -114,8 +110,7 @@ impl RealCluster {
             let (id, address) = (ids[index].clone(), addresses[index].clone());
             members.push(RealMember { id, address, config, node: RefCell::new(Some(node)) });
         }
-        let mut ring = Ring::new(options.replication_factor(), options.vnode_count_per_node());
-        ring.rebuild(&ids);
+        let ring = fixture_ring(&options, &ids);
         Ok(RealCluster { members, ring, options, keys })
     }
 
