@@ -43,6 +43,16 @@ fn local<F: std::future::Future>(future: F) -> F::Output {
         .expect("the test finished within 30 s")
 }
 
+/// Sends `bytes`, closes the sending side, and returns what the node answered before
+/// it hung up. The node may cut the connection off first: nothing here unwraps.
+async fn send_and_hear(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> Vec<u8> {
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut heard = Vec::new();
+    let _ = stream.read_to_end(&mut heard).await;
+    heard
+}
+
 fn quorum() -> Options {
     Options::builder()
         .read_consistency(Consistency::Quorum)
@@ -117,13 +127,7 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
         cases.push(vec![b'C', b'S', 1, 1, 0, 0, 0, 0]);
         for bytes in &cases {
             let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
-            // The node may cut the connection off before these return: no unwrap.
-            let _ = stream.write_all(bytes).await;
-            let _ = stream.shutdown().await;
-            let mut rest = Vec::new();
-            // The node closes the connection without answering.
-            let read = stream.read_to_end(&mut rest).await;
-            assert!(read.is_err() || rest.is_empty(), "no answer to garbage");
+            assert!(send_and_hear(&mut stream, bytes).await.is_empty(), "no answer to garbage");
         }
         // After a handshake, a well-formed header around a payload that is no request.
         let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
@@ -135,10 +139,8 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
             &[b'C', b'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 250, 250, 250][..],
         );
         session.sealer.seal(&mut garbage);
-        let _ = stream.write_all(&garbage).await;
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest).await;
-        assert!(rest.is_empty(), "no answer to a malformed request");
+        let heard = send_and_hear(&mut stream, &garbage).await;
+        assert!(heard.is_empty(), "no answer to a malformed request");
         // After a handshake, a frame without its tag (or with a wrong one).
         let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
         cache_net::handshake::dial(&mut stream, &Keys::default(), cache_net::Role::Client)
@@ -151,11 +153,8 @@ fn a_stranger_sending_garbage_is_cut_off_and_the_cluster_serves_on() {
         });
         cache_net::frame::encode(cache_net::frame::FrameKind::Request, 1, &get, &mut unsealed)
             .unwrap();
-        let _ = stream.write_all(&unsealed).await;
-        let _ = stream.shutdown().await;
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest).await;
-        assert!(rest.is_empty(), "no answer to a frame without its tag");
+        let heard = send_and_hear(&mut stream, &unsealed).await;
+        assert!(heard.is_empty(), "no answer to a frame without its tag");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let bad = nodes[0].net_stats().bad_input;
         assert_eq!(bad.get("bad-tag"), Some(&1), "{bad:?}");
@@ -294,11 +293,8 @@ fn clients_need_the_token_and_may_send_client_requests_only() {
         cache_net::frame::encode(cache_net::frame::FrameKind::Request, 1, &forged, &mut frame)
             .unwrap();
         session.sealer.seal(&mut frame);
-        let _ = stream.write_all(&frame).await;
-        let _ = stream.shutdown().await;
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest).await;
-        assert!(rest.is_empty(), "no answer to a peer request from a client");
+        let heard = send_and_hear(&mut stream, &frame).await;
+        assert!(heard.is_empty(), "no answer to a peer request from a client");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let bad = nodes[0].net_stats().bad_input;
         assert_eq!(bad.get("forbidden"), Some(&1), "{bad:?}");
@@ -335,11 +331,10 @@ fn a_forged_proof_is_refused_before_any_request() {
             cause: cache::ReplicaCause::Write,
         };
         frame::encode(FrameKind::Request, 1, &forged, &mut out).unwrap();
-        let _ = stream.write_all(&out).await;
-        let _ = stream.shutdown().await;
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest).await;
-        assert!(rest.is_empty(), "no answer after a forged proof");
+        assert!(
+            send_and_hear(&mut stream, &out).await.is_empty(),
+            "no answer after a forged proof"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(nodes[0].net_stats().bad_input.get("auth-refused"), Some(&1));
         for node in &nodes {
@@ -433,5 +428,67 @@ fn a_stopped_node_closes_its_connections_to_peers() {
         }
         assert!(open_after < open_before, "n2 still holds {open_after} connections");
         assert!(held.is_stopped());
+    });
+}
+
+/// Dialers that connect and never finish the handshake hold at most
+/// `HANDSHAKING_COUNT_MAX` slots: the next connection is refused at once, and clients
+/// get in again once those dialers are gone.
+#[test]
+fn dialers_that_never_finish_the_handshake_cannot_take_every_slot() {
+    local(async {
+        let nodes = start_cluster(&quorum());
+        let target = nodes[0].local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..cache_net::HANDSHAKING_COUNT_MAX {
+            idle.push(tokio::net::TcpStream::connect(target).await.unwrap());
+        }
+        // Each is counted once its connection task has run.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let refused_before = nodes[0].net_stats().connections_refused;
+        let mut one_more = tokio::net::TcpStream::connect(target).await.unwrap();
+        assert!(send_and_hear(&mut one_more, b"").await.is_empty());
+        let refused = nodes[0].net_stats().connections_refused - refused_before;
+        assert!(refused >= 1, "a dialer past the handshake limit was let in");
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let client = cache_net::Client::new(target.to_string(), Duration::from_secs(2), None);
+        client.set("k", "v", None, None).await.unwrap();
+    });
+}
+
+/// A peer that completes the handshake and then answers nothing (frozen, and no RST
+/// to say so): after `TIMEOUTS_IN_A_ROW_MAX` calls in a row time out, the transport
+/// gives the connection up, and the next call dials afresh.
+#[test]
+fn a_connection_without_answers_is_given_up_and_dialed_again() {
+    local(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let counter = accepted.clone();
+        tokio::task::spawn_local(async move {
+            let mut held = Vec::new();
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.set(counter.get() + 1);
+                let mut buffer = bytes::BytesMut::new();
+                let keys = Keys::default();
+                if cache_net::handshake::accept(&mut stream, &mut buffer, &keys).await.is_ok() {
+                    held.push(stream); // reads nothing, answers nothing
+                }
+            }
+        });
+        let client = cache_net::Client::new(address, Duration::from_millis(100), None);
+        for _ in 0..cache_net::TIMEOUTS_IN_A_ROW_MAX {
+            let timed_out = client.get("k", None).await;
+            assert_eq!(
+                timed_out,
+                Err(cache_net::ClientError::Transport(cache::TransportError::Timeout))
+            );
+        }
+        assert_eq!(accepted.get(), 1, "one connection, reused");
+        let _ = client.get("k", None).await;
+        assert_eq!(accepted.get(), 2, "the silent connection was given up and dialed again");
     });
 }
